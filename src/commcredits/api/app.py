@@ -1,0 +1,46 @@
+"""The Litestar application: routes, the auth guard, errors, OpenAPI at ``/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar, Request, get
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from commcredits import __version__
+from commcredits.api.access_log import access_log
+from commcredits.api.auth import authorize
+from commcredits.api.errors import EXCEPTION_HANDLERS
+from commcredits.api.routes import orgs, system
+from commcredits.app import Container
+
+
+@get("/openapi.json", include_in_schema=False, sync_to_thread=False)
+def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    return request.app.openapi_schema.to_schema()
+
+
+def create_app(container: Container) -> Litestar:
+    return Litestar(
+        route_handlers=[orgs.router, system.router, system.health, openapi_json],
+        guards=[authorize],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        middleware=[access_log],
+        state=State({"container": container}),
+        request_max_body_size=container.settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="commcredits",
+            version=__version__,
+            description="Communications Credits: licensing, funding, rating and call control.",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", description="API key")
+                }
+            ),
+            security=[{"bearer": []}],
+        ),
+        debug=False,
+    )

@@ -1,0 +1,308 @@
+"""The ``commcredits`` command line. Each command parses, calls one use case and renders."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from commcredits import __version__
+from commcredits.app import Container, build
+from commcredits.domain.errors import CommcreditsError
+from commcredits.settings import Settings
+
+app = typer.Typer(
+    help="Communications Credits: licensing, funding, rating and call control for telephony.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+keys_app = typer.Typer(help="Platform API keys (operator, telephony edge).", no_args_is_help=True)
+orgs_app = typer.Typer(help="Organizations.", no_args_is_help=True)
+jobs_app = typer.Typer(help="The job runner.", no_args_is_help=True)
+clock_app = typer.Typer(help="The service clock.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(clock_app, name="clock")
+
+console = Console()
+errors = Console(stderr=True)
+
+DatabaseUrl = Annotated[
+    str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: the settings')")
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _container(database_url: str | None = None, **overrides: Any) -> Container:
+    return build(_settings(database_url=database_url, **overrides))
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(msgspec.json.format(msgspec.json.encode(value)).decode())
+
+
+def _fail(exc: CommcreditsError) -> None:
+    errors.print(f"[red]error[/red] {exc.code}: {exc.message}")
+    raise typer.Exit(1)
+
+
+def _table(title: str, rows: list[dict[str, Any]]) -> None:
+    table = Table(title=title)
+    if not rows:
+        console.print(f"{title}: none")
+        return
+    for column in rows[0]:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(v) if v is not None else "" for v in row.values()))
+    console.print(table)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    database_url: DatabaseUrl = None,
+    clock: Annotated[str | None, typer.Option(help="system or simulated")] = None,
+) -> None:
+    """Migrate the database and serve the HTTP API (and the job runner, on the system clock)."""
+    import uvicorn
+
+    from commcredits import logs
+    from commcredits.api.app import create_app
+
+    settings = _settings(database_url=database_url, clock=clock, host=host, port=port)
+    logs.configure(settings.log_level)
+    container = build(settings)
+    issued = container.keys.ensure_operator_key()
+    url = f"http://{settings.host}:{settings.port}"
+    console.print(f"commcredits {__version__} listening on [bold]{url}[/bold]")
+    console.print(f"database: {settings.database_url}; clock: {settings.clock}")
+    if issued is not None:
+        console.print("operator key (shown once, stored hashed; keep it safe):")
+        console.print(f"  [bold]{issued.secret}[/bold]")
+    stop_jobs = None
+    if settings.clock == "system":
+        stop_jobs = container.jobs.start_background(settings.job_interval_seconds)
+    try:
+        uvicorn.run(
+            create_app(container),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+        )
+    finally:
+        if stop_jobs is not None:
+            stop_jobs.set()
+        container.close()
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseUrl = None) -> None:
+    """Apply every pending migration."""
+    from commcredits.store import migrate
+
+    container = _container(database_url)
+    typer.echo(f"database at revision {migrate.current_revision(container.store.engine)}")
+    container.close()
+
+
+@db_app.command("current")
+def db_current(database_url: DatabaseUrl = None) -> None:
+    """Show the schema revision without changing anything."""
+    from commcredits.store import migrate
+
+    container = build(_settings(database_url=database_url), upgrade=False)
+    current = migrate.current_revision(container.store.engine)
+    typer.echo(f"current: {current or 'empty'}; latest: {migrate.head_revision()}")
+    container.close()
+
+
+def _issue(kind: str, name: str, database_url: str | None, as_json: bool) -> None:
+    container = _container(database_url)
+    keys = container.keys
+    issued = (
+        keys.create_operator_key(name)
+        if kind == "operator"
+        else keys.create_platform_telephony_key(name)
+    )
+    container.close()
+    if as_json:
+        _print_json({"id": issued.key.id, "role": issued.key.role, "key": issued.secret})
+        return
+    typer.echo(f"{issued.key.role} key {issued.key.id} (shown once, stored hashed):")
+    typer.echo(issued.secret)
+
+
+@keys_app.command("create-operator")
+def create_operator(
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "operator",
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an operator key, which may do everything."""
+    _issue("operator", name, database_url, as_json)
+
+
+@keys_app.command("create-telephony")
+def create_telephony(
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "telephony edge",
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a platform telephony key: call control for every organization, nothing else."""
+    _issue("telephony", name, database_url, as_json)
+
+
+def _org_row(org: Any) -> dict[str, Any]:
+    return {
+        "id": org.id,
+        "name": org.name,
+        "country": org.country,
+        "currency": org.currency,
+        "billing": org.billing,
+        "overage_enabled": org.overage_enabled,
+        "created_at": org.created_at.isoformat(),
+    }
+
+
+@orgs_app.command("create")
+def orgs_create(
+    name: Annotated[str, typer.Option(help="The organization's name.")],
+    country: Annotated[str, typer.Option(help="Billing country, ISO 3166-1 alpha-2.")],
+    currency: Annotated[str, typer.Option(help="Billing currency, ISO 4217.")],
+    billing: Annotated[str, typer.Option(help="prepaid or postpaid")] = "prepaid",
+    overage: Annotated[bool, typer.Option(help="Allow postpaid overage.")] = False,
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an organization."""
+    from commcredits.services.orgs import NewOrganization
+
+    if billing not in ("prepaid", "postpaid"):
+        errors.print("[red]error[/red] invalid_value: --billing is prepaid or postpaid")
+        raise typer.Exit(2)
+    container = _container(database_url)
+    try:
+        org = container.orgs.create(
+            NewOrganization(name, country, currency, billing, overage)  # type: ignore[arg-type]
+        )
+    except CommcreditsError as exc:
+        _fail(exc)
+    finally:
+        container.close()
+    if as_json:
+        _print_json(_org_row(org))
+    else:
+        _table("organization", [_org_row(org)])
+
+
+@orgs_app.command("list")
+def orgs_list(database_url: DatabaseUrl = None, as_json: JsonFlag = False) -> None:
+    """List organizations."""
+    container = _container(database_url)
+    rows = [_org_row(org) for org in container.orgs.list_orgs(limit=1000)]
+    container.close()
+    if as_json:
+        _print_json(rows)
+    else:
+        _table("organizations", rows)
+
+
+@orgs_app.command("show")
+def orgs_show(org_id: str, database_url: DatabaseUrl = None, as_json: JsonFlag = False) -> None:
+    """Show one organization."""
+    container = _container(database_url)
+    try:
+        org = container.orgs.get(org_id)
+    except CommcreditsError as exc:
+        _fail(exc)
+    finally:
+        container.close()
+    if as_json:
+        _print_json(_org_row(org))
+    else:
+        _table("organization", [_org_row(org)])
+
+
+def _runs_rows(runs: Any) -> list[dict[str, Any]]:
+    return [{"job": r.job, "at": r.at.isoformat(), "processed": r.processed} for r in runs]
+
+
+@jobs_app.command("run")
+def jobs_run(database_url: DatabaseUrl = None, as_json: JsonFlag = False) -> None:
+    """Run every job that is due now (expiry sweeps, recharges, mail, ...)."""
+    container = _container(database_url)
+    runs = container.jobs.run_due()
+    container.close()
+    if as_json:
+        _print_json(_runs_rows(runs))
+    else:
+        _table("jobs run", _runs_rows(runs))
+
+
+@clock_app.command("show")
+def clock_show(database_url: DatabaseUrl = None, as_json: JsonFlag = False) -> None:
+    """Print the service clock."""
+    container = _container(database_url)
+    now = container.clock.now()
+    container.close()
+    if as_json:
+        _print_json({"mode": container.clock.mode, "now": now.isoformat()})
+    else:
+        typer.echo(f"{container.clock.mode}: {now.isoformat()}")
+
+
+@clock_app.command("set")
+def clock_set(
+    now: Annotated[str, typer.Argument(help="RFC 3339 time, e.g. 2027-01-01T00:00:00Z")],
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Move the simulated clock forward and run every job that falls due on the way."""
+    try:
+        target = datetime.fromisoformat(now)
+    except ValueError:
+        errors.print("[red]error[/red] invalid_time: use RFC 3339, e.g. 2027-01-01T00:00:00Z")
+        raise typer.Exit(2) from None
+    if target.tzinfo is None:
+        errors.print("[red]error[/red] invalid_time: the time needs an offset such as Z")
+        raise typer.Exit(2)
+    container = _container(database_url, clock="simulated")
+    try:
+        runs = container.jobs.advance_clock(target)
+    except CommcreditsError as exc:
+        _fail(exc)
+    finally:
+        container.close()
+    if as_json:
+        _print_json({"now": target.isoformat(), "jobs": _runs_rows(runs)})
+    else:
+        typer.echo(f"clock at {target.isoformat()}")
+        _table("jobs run", _runs_rows(runs))
+
+
+def main() -> None:  # pragma: no cover - the console script calls app directly
+    app()
+
+
+__all__ = ["app", "json"]

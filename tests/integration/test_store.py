@@ -1,0 +1,112 @@
+"""The store: migrations on both databases, durability settings, UTC instants."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, select, text
+
+from commcredits.store import migrate, tables
+from commcredits.store.database import create_store_engine
+from tests.support.postgres import PostgresAdmin
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on a database with no tables at all."""
+    if request.param == "sqlite":
+        engine = create_store_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+        yield engine
+        engine.dispose()
+        return
+    server: PostgresAdmin = request.getfixturevalue("postgres")
+    name = f"empty_{uuid.uuid4().hex[:12]}"
+    engine = create_store_engine(server.create_database(name))
+    yield engine
+    engine.dispose()
+    server.drop_database(name)
+
+
+def test_migrations_build_the_whole_schema_from_an_empty_database(empty_engine: Engine) -> None:
+    assert inspect(empty_engine).get_table_names() == []
+    migrate.upgrade(empty_engine)
+    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+    assert set(tables.metadata.tables) <= set(inspect(empty_engine).get_table_names())
+
+
+def test_the_migrated_schema_is_exactly_the_code_schema(empty_engine: Engine) -> None:
+    migrate.upgrade(empty_engine)
+    with empty_engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = compare_metadata(context, tables.metadata)
+    assert differences == []
+
+
+def test_migrations_go_down_to_nothing_and_up_again(empty_engine: Engine) -> None:
+    migrate.upgrade(empty_engine)
+    migrate.downgrade(empty_engine, "base")
+    assert set(inspect(empty_engine).get_table_names()) <= {"alembic_version"}
+    migrate.upgrade(empty_engine)
+    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+
+
+def test_running_the_upgrade_again_changes_nothing(empty_engine: Engine) -> None:
+    migrate.upgrade(empty_engine)
+    migrate.upgrade(empty_engine)
+    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+
+
+def test_sqlite_runs_in_wal_mode_with_full_synchronous_writes(tmp_path: Path) -> None:
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'durable.db'}")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
+
+
+def test_instants_are_stored_and_read_back_as_utc(database_url: str) -> None:
+    engine = create_store_engine(database_url)
+    paris = timezone(timedelta(hours=1))
+    moment = datetime(2026, 3, 1, 10, 30, 15, 123456, tzinfo=paris)
+    with engine.begin() as connection:
+        connection.execute(
+            tables.outbox.insert().values(
+                id="msg_1",
+                org_id=None,
+                kind="test",
+                recipients=[],
+                subject="s",
+                body_text="b",
+                created_at=moment,
+                status="no_recipients",
+                attempts=0,
+            )
+        )
+    with engine.connect() as connection:
+        stored = connection.execute(select(tables.outbox.c.created_at)).scalar_one()
+    assert stored == moment
+    assert stored.tzinfo is not None
+    assert stored.utcoffset() == timedelta(0)
+    assert stored.astimezone(UTC).hour == 9
+    engine.dispose()
+
+
+def test_a_naive_datetime_never_reaches_the_database(database_url: str) -> None:
+    engine = create_store_engine(database_url)
+    with engine.connect() as connection:
+        connection.execute(tables.system_state.insert().values(key="k", value="v"))
+        naive_time = datetime(2026, 1, 1)  # naive on purpose
+        naive = tables.job_leases.insert().values(name="j", lease_until=naive_time)
+        with pytest.raises(Exception, match="naive"):
+            connection.execute(naive)
+        connection.rollback()
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM system_state")).scalar() == 0
+    engine.dispose()
