@@ -15,6 +15,7 @@ from litestar.testing import TestClient
 from commcredits.adapters.mail import MailDeliveryError
 from commcredits.api.app import create_app
 from commcredits.app import Container, build
+from commcredits.services.verify import verify_ledger
 from commcredits.settings import Settings
 from commcredits.store import migrate
 from commcredits.store.database import create_store_engine
@@ -101,6 +102,7 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Set
         "clock_start": CLOCK_START,
         "operator_key": OPERATOR_KEY,
         "mail_spool_dir": tmp_path / "mail",
+        "sandbox_journal": None,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -139,3 +141,22 @@ def db_client(container: Container) -> Iterator[TestClient]:  # type: ignore[typ
     with TestClient(create_app(container)) as test_client:
         test_client.headers["Authorization"] = f"Bearer {OPERATOR_KEY}"
         yield test_client
+
+
+def assert_ledger_clean(container: Container) -> None:
+    """`commcredits ledger verify` on everything: the check every money test ends with."""
+    problems, _ = verify_ledger(container.store)
+    assert [str(p) for p in problems] == []
+
+
+@pytest.fixture
+def ledger_checked(container: Container) -> Iterator[None]:
+    """Use in every test that moves money: the ledger must verify clean afterwards."""
+    yield
+    assert_ledger_clean(container)
+
+
+@pytest.fixture
+def sqlite_ledger_checked(sqlite_container: Container) -> Iterator[None]:
+    yield
+    assert_ledger_clean(sqlite_container)

@@ -11,8 +11,17 @@ from datetime import datetime
 
 from commcredits.adapters.clock import Clock, SimulatedClock, SystemClock
 from commcredits.adapters.mail import MailTransport, SmtpTransport, SpoolTransport
-from commcredits.jobs.catalog import IdempotencyPurgeJob, MailDispatchJob
+from commcredits.adapters.payments import PaymentGateway, SandboxGateway
+from commcredits.jobs.catalog import (
+    CreditExpiryJob,
+    ExpiryWarningJob,
+    IdempotencyPurgeJob,
+    MailDispatchJob,
+    PendingOrderJob,
+    RechargeRetryJob,
+)
 from commcredits.jobs.runner import JobRunner
+from commcredits.services.credits import Credits
 from commcredits.services.keys import Keys
 from commcredits.services.mail import Mailer
 from commcredits.services.orgs import Organizations
@@ -29,6 +38,8 @@ class Container:
     mailer: Mailer
     orgs: Organizations
     keys: Keys
+    credits: Credits
+    gateway: PaymentGateway
     jobs: JobRunner
 
     def close(self) -> None:
@@ -52,10 +63,15 @@ def make_transport(settings: Settings) -> MailTransport:
     return SpoolTransport(settings.mail_spool_dir)
 
 
+def make_gateway(settings: Settings) -> PaymentGateway:
+    return SandboxGateway(journal_path=settings.sandbox_journal)
+
+
 def build(
     settings: Settings | None = None,
     *,
     transport: MailTransport | None = None,
+    gateway: PaymentGateway | None = None,
     upgrade: bool = True,
 ) -> Container:
     """Wire everything. With ``upgrade`` the database schema is brought to the latest version."""
@@ -68,7 +84,31 @@ def build(
     operator_key = settings.operator_key.get_secret_value() if settings.operator_key else None
     orgs = Organizations(store, clock)
     keys = Keys(store, clock, settings_operator_key=operator_key)
-    jobs = JobRunner(store, clock, [MailDispatchJob(mailer), IdempotencyPurgeJob(store, clock)])
+    gateway = gateway or make_gateway(settings)
+    credits = Credits(store, clock, gateway, minimum_deposit=settings.minimum_deposit)
+    orgs.billing_listeners.append(credits.on_billing_changed)
+    jobs = JobRunner(
+        store,
+        clock,
+        # In this order: money first (expiry before warnings, so a lot that just expired is not
+        # announced), then the mail the money jobs wrote.
+        [
+            CreditExpiryJob(credits),
+            ExpiryWarningJob(credits),
+            RechargeRetryJob(credits),
+            PendingOrderJob(credits),
+            MailDispatchJob(mailer),
+            IdempotencyPurgeJob(store, clock),
+        ],
+    )
     return Container(
-        settings=settings, store=store, clock=clock, mailer=mailer, orgs=orgs, keys=keys, jobs=jobs
+        settings=settings,
+        store=store,
+        clock=clock,
+        mailer=mailer,
+        orgs=orgs,
+        keys=keys,
+        credits=credits,
+        gateway=gateway,
+        jobs=jobs,
     )

@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     minimum_deposit: Decimal = Field(default=Decimal("50.00"), gt=0)
+    payment_gateway: Literal["sandbox"] = Field(
+        default="sandbox", description="the card processor; see docs/payments.md to add one"
+    )
+    sandbox_journal: Path | None = Field(
+        default=Path("var/sandbox-payments.jsonl"),
+        description="where the sandbox gateway remembers charges across restarts",
+    )
     public_url: str | None = Field(
         default=None, description="the console's public address, used in links inside mails"
     )

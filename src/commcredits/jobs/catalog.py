@@ -1,4 +1,4 @@
-"""The jobs the service runs. Later capabilities add theirs to :func:`all_jobs`' list."""
+"""The jobs the service runs; ``app.build`` lists them in the order they run."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 
 from commcredits.adapters.clock import Clock
+from commcredits.domain.credits import EXPIRY_WARNINGS_DAYS
+from commcredits.services.credits import Credits
 from commcredits.services.mail import Mailer
 from commcredits.store.database import Store
 from commcredits.store.idempotency import IdempotencyRepository
@@ -61,3 +63,63 @@ class IdempotencyPurgeJob:
             )
             uow.commit()
         return purged
+
+
+class CreditExpiryJob:
+    """R-21: forfeits what is left in lots whose 12 months are over."""
+
+    name = "credit_expiry"
+
+    def __init__(self, credits: Credits):
+        self.credits = credits
+
+    def next_due(self) -> datetime | None:
+        return self.credits.next_expiry_at()
+
+    def run(self) -> int:
+        return self.credits.expire_lots()
+
+
+class ExpiryWarningJob:
+    """R-26 (our addition): mails 30 and 7 days before lots with money left expire."""
+
+    name = "lot_expiry_warnings"
+
+    def __init__(self, credits: Credits):
+        self.credits = credits
+
+    def next_due(self) -> datetime | None:
+        return self.credits.next_warning_at(EXPIRY_WARNINGS_DAYS)
+
+    def run(self) -> int:
+        return self.credits.warn_expiring_lots(EXPIRY_WARNINGS_DAYS)
+
+
+class PendingOrderJob:
+    """Pays recharges that were enqueued, and settles payments whose outcome was unknown."""
+
+    name = "credit_orders"
+
+    def __init__(self, credits: Credits):
+        self.credits = credits
+
+    def next_due(self) -> datetime | None:
+        return self.credits.next_pending_order_at()
+
+    def run(self) -> int:
+        return self.credits.pay_pending_orders()
+
+
+class RechargeRetryJob:
+    """R-23 (our choice): retries a declined recharge after 1 h, 6 h and 24 h."""
+
+    name = "recharge_retries"
+
+    def __init__(self, credits: Credits):
+        self.credits = credits
+
+    def next_due(self) -> datetime | None:
+        return self.credits.next_retry_at()
+
+    def run(self) -> int:
+        return self.credits.retry_recharges()

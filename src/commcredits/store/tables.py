@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -129,4 +130,149 @@ job_leases = Table(
     Column("lease_until", UTCDateTime),
     Column("last_run_at", UTCDateTime),
     Column("last_result", Text),
+)
+
+
+# --- Communications Credits (R-20..R-28) ---------------------------------------------------
+
+payment_methods = Table(
+    "payment_methods",
+    metadata,
+    Column("org_id", ID, ForeignKey("organizations.id"), primary_key=True),
+    Column("id", ID, primary_key=True),
+    Column("type", String(32), nullable=False),
+    # Cards: only the processor's token and what a person needs to recognise the card.
+    Column("token", String(200)),
+    Column("brand", String(32)),
+    Column("last4", String(4)),
+    Column("exp_month", Integer),
+    Column("exp_year", Integer),
+    Column("holder", String(200)),
+    # Enterprise agreements.
+    Column("agreement_number", String(64)),
+    Column("purchase_order", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("removed_at", UTCDateTime),
+    CheckConstraint("type IN ('card', 'enterprise_agreement')", name="type_known"),
+)
+
+credit_accounts = Table(
+    "credit_accounts",
+    metadata,
+    Column("org_id", ID, ForeignKey("organizations.id"), primary_key=True),
+    # A projection of the ledger, kept in step inside every money-moving transaction and
+    # recomputed from the entries by `commcredits ledger verify`.
+    Column("balance_micros", BigInteger, nullable=False, default=0),
+    Column("reserved_micros", BigInteger, nullable=False, default=0),
+    Column("entry_seq", BigInteger, nullable=False, default=0),
+    Column("invoice_seq", Integer, nullable=False, default=0),
+    Column("next_expiry_at", UTCDateTime),
+    Column("zero_notified", Boolean, nullable=False, default=False),
+    Column("recharge_enabled", Boolean, nullable=False, default=False),
+    Column("recharge_trigger_micros", BigInteger),
+    Column("recharge_amount_micros", BigInteger),
+    Column("recharge_payment_method_id", ID),
+    Column("recharge_status", String(16), nullable=False, default="off"),
+    Column("recharge_failures", Integer, nullable=False, default=0),
+    Column("recharge_next_retry_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # Invariant: 0 <= reserved <= balance. Also checked by domain code and by ledger verify.
+    CheckConstraint("balance_micros >= 0", name="balance_never_negative"),
+    CheckConstraint(
+        "reserved_micros >= 0 AND reserved_micros <= balance_micros", name="reserved_within_balance"
+    ),
+)
+
+lots = Table(
+    "lots",
+    metadata,
+    Column("org_id", ID, ForeignKey("organizations.id"), primary_key=True),
+    Column("id", ID, primary_key=True),
+    Column("source", String(16), nullable=False),
+    Column("amount_micros", BigInteger, nullable=False),
+    Column("remaining_micros", BigInteger, nullable=False),
+    Column("purchased_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("order_id", ID),
+    Column("warned_days", Integer),
+    # Invariant 0 <= remaining <= amount, amount > 0: also in domain.ledger.Lot.__post_init__.
+    CheckConstraint(
+        "amount_micros > 0 AND remaining_micros >= 0 AND remaining_micros <= amount_micros",
+        name="lots_remaining_within_amount",
+    ),
+    CheckConstraint("source IN ('deposit', 'recharge', 'adjustment')", name="source_known"),
+    Index("ix_lots_org_id_purchased_at", "org_id", "purchased_at"),
+    Index("ix_lots_expires_at", "expires_at"),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("org_id", ID, ForeignKey("organizations.id"), primary_key=True),
+    # Per-organization sequence: the order in which balance_after was computed.
+    Column("seq", BigInteger, primary_key=True),
+    Column("id", ID, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("amount_micros", BigInteger, nullable=False),
+    Column("lot_id", ID),
+    Column("balance_after_micros", BigInteger, nullable=False),
+    Column("reference", String(200)),
+    Column("description", String(300)),
+    CheckConstraint(
+        "kind IN ('deposit', 'recharge', 'usage', 'refund', 'expiry', 'adjustment')",
+        name="kind_known",
+    ),
+    CheckConstraint("balance_after_micros >= 0", name="balance_after_never_negative"),
+    UniqueConstraint("org_id", "id"),
+    Index("ix_ledger_entries_org_id_at", "org_id", "at"),
+)
+
+credit_orders = Table(
+    "credit_orders",
+    metadata,
+    Column("org_id", ID, ForeignKey("organizations.id"), primary_key=True),
+    Column("id", ID, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("amount_micros", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("payment_method_id", ID, nullable=False),
+    Column("purchase_order", String(64)),
+    Column("auto_recharge", JSON),
+    Column("idempotency_key", String(255)),
+    Column("fingerprint", String(64)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime),
+    Column("charge_id", String(100)),
+    Column("failure_code", String(64)),
+    Column("failure_message", String(300)),
+    Column("lot_id", ID),
+    Column("invoice_id", ID),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("settled_at", UTCDateTime),
+    CheckConstraint("amount_micros > 0", name="amount_positive"),
+    CheckConstraint("kind IN ('deposit', 'recharge')", name="kind_known"),
+    CheckConstraint("status IN ('pending', 'paid', 'failed')", name="status_known"),
+    UniqueConstraint("org_id", "idempotency_key"),
+    Index("ix_credit_orders_status_next_attempt_at", "status", "next_attempt_at"),
+)
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("org_id", ID, ForeignKey("organizations.id"), primary_key=True),
+    Column("id", ID, primary_key=True),
+    Column("number", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("order_id", ID),
+    Column("issued_at", UTCDateTime, nullable=False),
+    Column("amount_micros", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("payment_method", String(200)),
+    Column("purchase_order", String(64)),
+    Column("status", String(16), nullable=False),
+    Column("lines", JSON, nullable=False),
+    UniqueConstraint("org_id", "number"),
+    Index("ix_invoices_org_id_issued_at", "org_id", "issued_at"),
 )

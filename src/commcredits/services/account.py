@@ -1,0 +1,193 @@
+"""One organization's credit account inside one unit of work, under the organization's lock.
+
+Every movement of credits goes through an :class:`AccountSession`: it takes the lock, sweeps
+lots that expired since the last look (R-21: expired lots are never drawn on, even before the
+expiry job runs), applies credits and FIFO debits with the pure ledger functions, and writes
+lots, entries and the account row together when closed. Because sizing happens while the lock
+is held, two concurrent debits can never both spend the same money.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+
+from commcredits.domain.credits import CreditAccount, EntryKind, LedgerEntry
+from commcredits.domain.errors import NotFound, RuleViolation
+from commcredits.domain.ids import new_id
+from commcredits.domain.ledger import Allocation, Lot, LotSource, allocate_fifo, new_lot
+from commcredits.domain.organizations import Organization
+from commcredits.store.credits import CreditRepository
+from commcredits.store.database import UnitOfWork
+from commcredits.store.orgs import OrganizationRepository
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class _PendingEntry:
+    kind: EntryKind
+    amount: Decimal
+    lot_id: str | None
+    reference: str | None
+    description: str | None
+
+
+class AccountSession:
+    """The account of one organization, locked for the rest of the transaction."""
+
+    def __init__(self, uow: UnitOfWork, org_id: str, now: datetime):
+        if not uow.lock_org(org_id):
+            raise NotFound("no such organization", code="organization_not_found")
+        org = OrganizationRepository(uow.conn).get(org_id)
+        assert org is not None
+        self.org: Organization = org
+        self.uow = uow
+        self.now = now
+        self.repo = CreditRepository(uow.conn)
+        self.account: CreditAccount = self.repo.account(org_id) or self.repo.create_account(
+            org_id, now
+        )
+        self._opening_balance = self.account.balance
+        self._lots: dict[str, Lot] | None = None
+        self._changed_lots: set[str] = set()
+        self._new_lots: dict[str, str | None] = {}
+        self._entries: list[_PendingEntry] = []
+        self.debited = False
+        self.forfeited = ZERO
+        if self.account.next_expiry_at is not None and self.account.next_expiry_at <= now:
+            self.sweep_expired()
+
+    @property
+    def lots(self) -> dict[str, Lot]:
+        """Lots with money left (loaded on first use)."""
+        if self._lots is None:
+            self._lots = {lot.id: lot for lot in self.repo.lots_with_money(self.org.id)}
+        return self._lots
+
+    @property
+    def balance(self) -> Decimal:
+        return self.account.balance
+
+    @property
+    def available(self) -> Decimal:
+        return self.account.available
+
+    def _move(self, amount: Decimal) -> None:
+        self.account = replace(self.account, balance=self.account.balance + amount)
+
+    def sweep_expired(self) -> Decimal:
+        """Forfeit what is left in lots whose 12 months are over, with an ``expiry`` entry each."""
+        forfeited = ZERO
+        for lot in sorted(self.lots.values(), key=lambda lot: (lot.purchased_at, lot.id)):
+            if lot.is_expired(self.now) and lot.remaining > 0:
+                self._entries.append(
+                    _PendingEntry("expiry", -lot.remaining, lot.id, lot.id, "lot expired")
+                )
+                self._move(-lot.remaining)
+                forfeited += lot.remaining
+                self.lots[lot.id] = replace(lot, remaining=ZERO)
+                self._changed_lots.add(lot.id)
+        if forfeited:
+            self.debited = True
+            self.forfeited += forfeited
+            if self.account.reserved > self.account.balance:
+                # Money reserved for calls in progress cannot outlive the lots it stood on.
+                self.account = replace(self.account, reserved=self.account.balance)
+        return forfeited
+
+    def credit(
+        self,
+        source: LotSource,
+        amount: Decimal,
+        *,
+        kind: EntryKind,
+        reference: str | None,
+        description: str | None = None,
+        order_id: str | None = None,
+    ) -> Lot:
+        """Add a lot of ``amount`` bought now (R-21: expires 12 months later)."""
+        if amount <= 0:
+            raise ValueError("a credit must be positive")
+        lot = new_lot(new_id("lot"), source, amount, self.now)
+        self.lots[lot.id] = lot
+        self._new_lots[lot.id] = order_id
+        self._entries.append(_PendingEntry(kind, amount, lot.id, reference, description))
+        self._move(amount)
+        self.account = replace(self.account, zero_notified=False)
+        return lot
+
+    def debit(
+        self,
+        amount: Decimal,
+        *,
+        kind: EntryKind,
+        reference: str | None,
+        description: str | None = None,
+    ) -> tuple[Allocation, ...]:
+        """Spend ``amount`` from the oldest unexpired lots first (R-22); refused whole when it is
+        more than the available balance (R-28: the balance never goes below zero)."""
+        if amount <= 0:
+            raise ValueError("a debit must be positive")
+        if amount > self.available:
+            raise RuleViolation(
+                f"{amount} is more than the available balance of {self.available}",
+                code="insufficient_credits",
+                field="amount",
+            )
+        result = allocate_fifo(self.lots.values(), amount, self.now)
+        # The account row and the lots move together; a shortfall here means they disagree.
+        assert result.shortfall == 0, "account balance and lots disagree"
+        for allocation in result.allocations:
+            lot = self.lots[allocation.lot_id]
+            self.lots[lot.id] = replace(lot, remaining=lot.remaining - allocation.amount)
+            self._changed_lots.add(lot.id)
+            self._entries.append(
+                _PendingEntry(kind, -allocation.amount, lot.id, reference, description)
+            )
+        self._move(-amount)
+        self.debited = True
+        return result.allocations
+
+    @property
+    def reached_zero(self) -> bool:
+        """True when this session's debits took a positive balance to exactly zero."""
+        return self.debited and self.balance == 0 and self._opening_balance > 0
+
+    def close(self) -> list[LedgerEntry]:
+        """Write lots, entries and the account row; returns the entries written."""
+        written: list[LedgerEntry] = []
+        if self._entries:
+            seq = self.repo.next_entry_seq(self.org.id, len(self._entries))
+            running = self._opening_balance
+            for offset, pending in enumerate(self._entries):
+                running += pending.amount
+                written.append(
+                    LedgerEntry(
+                        org_id=self.org.id,
+                        seq=seq + offset,
+                        id=new_id("txn"),
+                        at=self.now,
+                        kind=pending.kind,
+                        amount=pending.amount,
+                        lot_id=pending.lot_id,
+                        balance_after=running,
+                        reference=pending.reference,
+                        description=pending.description,
+                    )
+                )
+            assert running == self.account.balance
+        for lot_id, order_id in self._new_lots.items():
+            self.repo.add_lot(self.org.id, self.lots[lot_id], order_id)
+        for lot_id in self._changed_lots - self._new_lots.keys():
+            self.repo.set_remaining(self.org.id, lot_id, self.lots[lot_id].remaining)
+        self.repo.add_entries(written)
+        live = [lot.expires_at for lot in self.lots.values() if lot.remaining > 0]
+        self.account = replace(self.account, next_expiry_at=min(live) if live else None)
+        self.repo.save_account(self.account, self.now)
+        self._entries.clear()
+        self._new_lots.clear()
+        self._changed_lots.clear()
+        self._opening_balance = self.account.balance
+        return written
