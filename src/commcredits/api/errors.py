@@ -94,7 +94,7 @@ def _validation_error(exc: ValidationException) -> tuple[str, str, str | None]:
         code = (
             "invalid_type" if "length" not in message and ">=" not in message else "invalid_value"
         )
-    elif "enum" in message:
+    elif "enum" in message or message.startswith("Invalid value"):
         code = "invalid_value"
     else:
         code = "invalid_request"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -68,6 +67,14 @@ def _table(title: str, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         table.add_row(*(str(v) if v is not None else "" for v in row.values()))
     console.print(table)
+
+
+def _output(title: str, rows: list[dict[str, Any]], as_json: bool, *, one: bool = False) -> None:
+    """A table for people, JSON for scripts (one object when ``one``, else a list)."""
+    if as_json:
+        _print_json(rows[0] if one else rows)
+    else:
+        _table(title, rows)
 
 
 @app.command()
@@ -301,8 +308,6 @@ def clock_set(
         _table("jobs run", _runs_rows(runs))
 
 
-def main() -> None:  # pragma: no cover - the console script calls app directly
-    app()
+from commcredits.cli import credits as _credits  # noqa: E402  (registers its commands on app)
 
-
-__all__ = ["app", "json"]
+__all__ = ["_credits", "app"]

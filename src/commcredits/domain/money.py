@@ -164,6 +164,11 @@ def parse_amount(value: str | int | Decimal, *, field: str = "amount") -> Decima
     return result
 
 
+def plain(amount: Decimal) -> str:
+    """The shortest plain-notation text of an amount: ``150``, ``0.000001``, never ``1.5E+2``."""
+    return format(amount.normalize(), "f")
+
+
 def quantize(amount: Decimal, currency: str, rounding: str = ROUNDING) -> Decimal:
     """Round ``amount`` to the currency's minor unit: the only rounding of money in the product."""
     return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=rounding)

@@ -20,6 +20,7 @@ Area = Literal[
     "keys",
     "directory",  # users, subscriptions, licenses, numbers, policies
     "credits",  # payment methods, orders, lots, invoices, notifications
+    "adjustments",  # support's corrections of a balance
     "usage",  # calls, CDRs, SMS, pools
     "reports",
     "rates",  # reading rates and quotes
@@ -38,6 +39,7 @@ PERMISSIONS: Final[dict[KeyRole, dict[Area, frozenset[Access]]]] = {
     "platform_telephony": {"platform_calls": _RW},
     "admin": {
         "org": _RW,
+        "adjustments": _RW,
         "admins": _RW,
         "keys": _RW,
         "directory": _RW,

@@ -472,6 +472,10 @@ class Credits:
         InvoiceRepository(uow.conn).add(invoice)
         return invoice
 
+    def order_for_key(self, org_id: str, key: str) -> CreditOrder | None:
+        with self.store.unit_of_work(read_only=True) as uow:
+            return OrderRepository(uow.conn).by_idempotency_key(org_id, key)
+
     def get_order(self, org_id: str, order_id: str) -> CreditOrder:
         with self.store.unit_of_work(read_only=True) as uow:
             get_org(uow, org_id)

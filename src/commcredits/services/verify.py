@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from commcredits.domain.money import plain
 from commcredits.store.credits import CreditRepository, InvoiceRepository, OrderRepository
 from commcredits.store.database import Store
 
@@ -61,10 +62,11 @@ def verify_org(store: Store, org_id: str) -> tuple[list[Mismatch], OrgTotals]:
         running += entry.amount
         if entry.balance_after != running:
             problem(
-                f"entry {entry.id} says balance {entry.balance_after}, entries sum to {running}"
+                f"entry {entry.id} says balance {plain(entry.balance_after)},"
+                f" entries sum to {plain(running)}"
             )
         if running < 0:
-            problem(f"balance negative ({running}) after entry {entry.id}")
+            problem(f"balance negative ({plain(running)}) after entry {entry.id}")
         if entry.lot_id is None or entry.lot_id not in lots:
             problem(f"entry {entry.id} names no known lot ({entry.lot_id})")
             continue
@@ -78,19 +80,25 @@ def verify_org(store: Store, org_id: str) -> tuple[list[Mismatch], OrgTotals]:
 
     for lot in lots.values():
         if not ZERO <= lot.remaining <= lot.amount:
-            problem(f"lot {lot.id} has {lot.remaining} left of {lot.amount}")
+            problem(f"lot {lot.id} has {plain(lot.remaining)} left of {plain(lot.amount)}")
         from_entries = per_lot.get(lot.id, ZERO)
         if from_entries != lot.remaining:
-            problem(f"lot {lot.id} has {lot.remaining} left, its entries sum to {from_entries}")
+            problem(
+                f"lot {lot.id} has {plain(lot.remaining)} left,"
+                f" its entries sum to {plain(from_entries)}"
+            )
     lot_total = sum((lot.remaining for lot in lots.values()), ZERO)
     if account.balance != running:
-        problem(f"account balance {account.balance}, entries sum to {running}")
+        problem(f"account balance {plain(account.balance)}, entries sum to {plain(running)}")
     if account.balance != lot_total:
-        problem(f"account balance {account.balance}, lots hold {lot_total}")
+        problem(f"account balance {plain(account.balance)}, lots hold {plain(lot_total)}")
     if not ZERO <= account.reserved <= account.balance:
-        problem(f"reserved {account.reserved} outside 0..{account.balance}")
+        problem(f"reserved {plain(account.reserved)} outside 0..{plain(account.balance)}")
     if credited != spent + forfeited + account.balance:
-        problem(f"in {credited} != out {spent} + forfeited {forfeited} + balance {account.balance}")
+        problem(
+            f"in {plain(credited)} != out {plain(spent)} + forfeited {plain(forfeited)}"
+            f" + balance {plain(account.balance)}"
+        )
 
     for order in orders:
         if order.status == "paid":
