@@ -77,7 +77,7 @@ def test_a_runner_skips_a_job_whose_lease_another_runner_holds(
 ) -> None:
     _queue_mail(container)
     other = build(make_settings(database_url, tmp_path), transport=mail)
-    job = container.jobs.jobs[0]
+    [job] = [job for job in container.jobs.jobs if job.name == "mail_dispatch"]
     from commcredits.store.jobs import JobLeaseRepository
 
     now = datetime.now(UTC)
