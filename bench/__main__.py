@@ -1,13 +1,57 @@
-"""``python -m bench``: run every benchmark and print figure, value, baseline and ratio."""
+"""``make bench``: run every benchmark, print each figure beside its baseline, and write
+``var/bench/latest.json`` as a list of ``{figure, value, unit, baseline, ratio, target, met}``.
+
+Each benchmark measures its own baseline in the same run, on the same machine, so the ratio
+means something wherever it runs. Timing lives here, never in unit tests.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import ledger
+from bench.report import Figure
+
+SUITES = {"ledger": ledger.run}
 
 
-def main() -> int:
-    print("no benchmarks yet")
-    return 0
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("suites", nargs="*", choices=[*SUITES, []], help="default: all")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--out", type=Path, default=Path("var/bench/latest.json"))
+    args = parser.parse_args(argv)
+    console = Console()
+    figures: list[Figure] = []
+    for name in args.suites or list(SUITES):
+        console.print(f"[bold]{name}[/bold] ...")
+        figures += SUITES[name](quick=args.quick, say=console.print)
+    table = Table(title="benchmarks")
+    for column in ("figure", "value", "unit", "baseline", "ratio", "target", "met"):
+        table.add_column(
+            column, justify="right" if column in {"value", "baseline", "ratio"} else "left"
+        )
+    for f in figures:
+        table.add_row(
+            f.figure,
+            f"{f.value:,.0f}",
+            f.unit,
+            f"{f.baseline:,.0f}" if f.baseline else "",
+            f"{f.ratio:.2f}" if f.ratio is not None else "",
+            f.target,
+            {True: "yes", False: "NO", None: ""}[f.met],
+        )
+    console.print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps([f.as_json() for f in figures], indent=2))
+    console.print(f"written to {args.out}")
+    return 0 if all(f.met is not False for f in figures) else 1
 
 
 if __name__ == "__main__":
