@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from commcredits.adapters.clock import Clock
 from commcredits.adapters.payments import ChargeResult, GatewayError, GatewayTimeout, PaymentGateway
 from commcredits.domain import recharge as policy
@@ -42,7 +44,7 @@ from commcredits.store.credits import (
     OrderRepository,
     PaymentMethodRepository,
 )
-from commcredits.store.database import Store, UnitOfWork, retrying
+from commcredits.store.database import Store, TransientConflict, UnitOfWork, retrying
 
 GATEWAY_ATTEMPTS = 3
 """Immediate tries of a charge that times out, before it is left pending for the job."""
@@ -320,7 +322,12 @@ class Credits:
                 created_at=now,
                 settled_at=None,
             )
-            orders.add(order)
+            try:
+                with uow.conn.begin_nested():
+                    orders.add(order)
+            except IntegrityError as exc:
+                # The same key, committed by a concurrent request: run again to find its order.
+                raise TransientConflict("order idempotency key taken concurrently") from exc
             uow.commit()
         return order
 
