@@ -12,6 +12,7 @@ from datetime import datetime
 from commcredits.adapters.clock import Clock, SimulatedClock, SystemClock
 from commcredits.adapters.mail import MailTransport, SmtpTransport, SpoolTransport
 from commcredits.adapters.payments import PaymentGateway, SandboxGateway
+from commcredits.domain.licensing import Catalogue
 from commcredits.jobs.catalog import (
     CreditExpiryJob,
     ExpiryWarningJob,
@@ -22,6 +23,7 @@ from commcredits.jobs.catalog import (
 )
 from commcredits.jobs.runner import JobRunner
 from commcredits.services.credits import Credits
+from commcredits.services.directory import Directory
 from commcredits.services.keys import Keys
 from commcredits.services.mail import Mailer
 from commcredits.services.orgs import Organizations
@@ -39,6 +41,8 @@ class Container:
     orgs: Organizations
     keys: Keys
     credits: Credits
+    directory: Directory
+    catalogue: Catalogue
     gateway: PaymentGateway
     jobs: JobRunner
 
@@ -87,6 +91,8 @@ def build(
     gateway = gateway or make_gateway(settings)
     credits = Credits(store, clock, gateway, minimum_deposit=settings.minimum_deposit)
     orgs.billing_listeners.append(credits.on_billing_changed)
+    catalogue = Catalogue.load(settings.sku_catalogue)
+    directory = Directory(store, clock, catalogue)
     jobs = JobRunner(
         store,
         clock,
@@ -109,6 +115,8 @@ def build(
         orgs=orgs,
         keys=keys,
         credits=credits,
+        directory=directory,
+        catalogue=catalogue,
         gateway=gateway,
         jobs=jobs,
     )

@@ -69,6 +69,10 @@ class Settings(BaseSettings):
         default=Path("var/sandbox-payments.jsonl"),
         description="where the sandbox gateway remembers charges across restarts",
     )
+    sku_catalogue: Path | None = Field(
+        default=None,
+        description="an operator's own SKU catalogue (TOML); default: the packaged one",
+    )
     public_url: str | None = Field(
         default=None, description="the console's public address, used in links inside mails"
     )

@@ -13,7 +13,7 @@ from commcredits import __version__
 from commcredits.api.access_log import access_log
 from commcredits.api.auth import authorize
 from commcredits.api.errors import EXCEPTION_HANDLERS
-from commcredits.api.routes import credits, orgs, system
+from commcredits.api.routes import credits, directory, orgs, system
 from commcredits.app import Container
 
 
@@ -24,7 +24,14 @@ def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 def create_app(container: Container) -> Litestar:
     return Litestar(
-        route_handlers=[orgs.router, credits.router, system.router, system.health, openapi_json],
+        route_handlers=[
+            orgs.router,
+            directory.router,
+            credits.router,
+            system.router,
+            system.health,
+            openapi_json,
+        ],
         guards=[authorize],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[access_log],

@@ -30,10 +30,16 @@ class CreateOrganization(Request):
     overage_enabled: bool = False
 
 
+PstnPolicyField = Literal["international_and_domestic", "domestic", "none"]
+DialoutPolicyField = Literal["any", "organizer_country", "zone_a", "none"]
+
+
 class UpdateOrganization(Request):
     name: Name | UnsetType = UNSET
     billing: Literal["prepaid", "postpaid"] | UnsetType = UNSET
     overage_enabled: bool | UnsetType = UNSET
+    pstn_policy: PstnPolicyField | UnsetType = UNSET
+    dialout_policy: DialoutPolicyField | UnsetType = UNSET
 
 
 class OrganizationOut(Struct):
@@ -43,6 +49,8 @@ class OrganizationOut(Struct):
     currency: str
     billing: str
     overage_enabled: bool
+    pstn_policy: str
+    dialout_policy: str
     created_at: datetime
     updated_at: datetime
 
@@ -55,6 +63,8 @@ class OrganizationOut(Struct):
             currency=org.currency,
             billing=org.billing,
             overage_enabled=org.overage_enabled,
+            pstn_policy=org.pstn_policy,
+            dialout_policy=org.dialout_policy,
             created_at=org.created_at,
             updated_at=org.updated_at,
         )

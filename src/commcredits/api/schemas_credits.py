@@ -187,6 +187,8 @@ class Adjust(Request):
 
 class EntryOut(Struct):
     id: str
+    seq: int
+    """The entry's place in the organization's ledger; ``?before=seq`` pages back."""
     at: datetime
     kind: str
     amount: str
@@ -199,6 +201,7 @@ class EntryOut(Struct):
     def of(cls, entry: LedgerEntry, currency: str) -> EntryOut:
         return cls(
             id=entry.id,
+            seq=entry.seq,
             at=entry.at,
             kind=entry.kind,
             amount=Money(entry.amount, currency).format(),

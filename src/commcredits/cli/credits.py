@@ -231,10 +231,20 @@ def transactions(
 @methods_app.command("add-card")
 def add_card(
     org: Org,
-    number: Annotated[str, typer.Option(help="The card number (never stored).")],
+    number: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            help="The card number (never stored); asked"
+            " for when left out, so it stays out of the shell's history.",
+        ),
+    ],
     exp_month: Annotated[int, typer.Option(help="1 to 12.")],
     exp_year: Annotated[int, typer.Option(help="Four digits.")],
-    cvc: Annotated[str, typer.Option(help="The security code (never stored).")],
+    cvc: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, help="The security code (never stored).")
+    ],
     holder: Annotated[str, typer.Option(help="The name on the card.")] = "",
     database_url: DatabaseUrl = None,
     as_json: JsonFlag = False,

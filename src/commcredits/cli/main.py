@@ -308,6 +308,8 @@ def clock_set(
         _table("jobs run", _runs_rows(runs))
 
 
-from commcredits.cli import credits as _credits  # noqa: E402  (registers its commands on app)
+# The command groups below register themselves on ``app``.
+from commcredits.cli import credits as _credits  # noqa: E402
+from commcredits.cli import directory as _directory  # noqa: E402
 
-__all__ = ["_credits", "app"]
+__all__ = ["_credits", "_directory", "app"]

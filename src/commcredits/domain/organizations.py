@@ -11,6 +11,8 @@ from commcredits.domain.errors import RuleViolation
 from commcredits.domain.roles import ADMIN_ROLES, KeyRole
 
 Billing = Literal["prepaid", "postpaid"]
+PstnPolicy = Literal["international_and_domestic", "domestic", "none"]
+DialoutPolicy = Literal["any", "organizer_country", "zone_a", "none"]
 
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
@@ -25,6 +27,8 @@ class Organization:
     overage_enabled: bool
     created_at: datetime
     updated_at: datetime
+    pstn_policy: PstnPolicy = "international_and_domestic"
+    dialout_policy: DialoutPolicy = "any"
 
     @property
     def is_postpaid(self) -> bool:

@@ -17,6 +17,7 @@ from commcredits.domain.credits import CreditAccount, EntryKind, LedgerEntry
 from commcredits.domain.errors import NotFound, RuleViolation
 from commcredits.domain.ids import new_id
 from commcredits.domain.ledger import Allocation, Lot, LotSource, allocate_fifo, new_lot
+from commcredits.domain.money import Money
 from commcredits.domain.organizations import Organization
 from commcredits.store.credits import CreditRepository
 from commcredits.store.database import UnitOfWork
@@ -131,8 +132,10 @@ class AccountSession:
         if amount <= 0:
             raise ValueError("a debit must be positive")
         if amount > self.available:
+            currency = self.org.currency
             raise RuleViolation(
-                f"{amount} is more than the available balance of {self.available}",
+                f"{Money(amount, currency).format()} is more than the available balance of"
+                f" {Money(self.available, currency).format()} {currency}",
                 code="insufficient_credits",
                 field="amount",
             )

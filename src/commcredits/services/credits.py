@@ -45,6 +45,7 @@ from commcredits.store.credits import (
     PaymentMethodRepository,
 )
 from commcredits.store.database import Store, TransientConflict, UnitOfWork, retrying
+from commcredits.store.idempotency import IdempotencyRepository
 
 GATEWAY_ATTEMPTS = 3
 """Immediate tries of a charge that times out, before it is left pending for the job."""
@@ -194,8 +195,11 @@ class Credits:
             get_org(uow, org_id)
             return PaymentMethodRepository(uow.conn).active(org_id)
 
-    @retrying()
     def remove_payment_method(self, org_id: str, method_id: str) -> None:
+        self._pay_if_started(self._remove_payment_method(org_id, method_id))
+
+    @retrying()
+    def _remove_payment_method(self, org_id: str, method_id: str) -> CreditOrder | None:
         now = self.clock.now()
         with self.store.unit_of_work() as uow:
             session = AccountSession(uow, org_id, now)
@@ -208,8 +212,10 @@ class Credits:
                     code="payment_method_in_use",
                 )
             PaymentMethodRepository(uow.conn).remove(org_id, method_id, now)
+            order = self.after_debit(uow, session)
             session.close()
             uow.commit()
+        return order
 
     @staticmethod
     def _method(
@@ -278,6 +284,15 @@ class Credits:
                             field="Idempotency-Key",
                         )
                     return previous  # a retry: settled already, or resumed by the caller
+            if key is not None:
+                # One key space per organization: a key an adjustment used is taken here too.
+                claimed = IdempotencyRepository(uow.conn).get(org_id, key)
+                if claimed is not None and claimed.fingerprint != fingerprint:
+                    raise Conflict(
+                        "this Idempotency-Key was already used with a different request",
+                        code="idempotency_key_reused",
+                        field="Idempotency-Key",
+                    )
             check_credits_offered(org.country, org.billing)
             amount = parse_money(new.amount, org.currency).amount
             if amount <= 0:
@@ -325,6 +340,9 @@ class Credits:
             try:
                 with uow.conn.begin_nested():
                     orders.add(order)
+                    if key is not None and fingerprint is not None:
+                        # Claimed for good: the order row holds the outcome, not this record.
+                        IdempotencyRepository(uow.conn).claim(org_id, key, fingerprint, now)
             except IntegrityError as exc:
                 # The same key, committed by a concurrent request: run again to find its order.
                 raise TransientConflict("order idempotency key taken concurrently") from exc
@@ -336,10 +354,8 @@ class Credits:
         with self.store.unit_of_work(read_only=True) as uow:
             method = PaymentMethodRepository(uow.conn).get(order.org_id, order.payment_method_id)
         result: ChargeResult | None
-        if method is None or method.removed_at is not None:
-            result = ChargeResult.failure(
-                "payment_method_removed", "the payment method was removed"
-            )
+        if method is None:
+            result = ChargeResult.failure("payment_method_removed", "the payment method is gone")
         elif method.type == "enterprise_agreement":
             # R-27: an agreement purchase is accepted at once and invoiced to the agreement.
             result = ChargeResult.success(f"ea_{order.id}")
@@ -347,7 +363,14 @@ class Credits:
             result = self._charge_card(order, method)
         if result is None:
             return self._postpone(order)
-        return self._settle(order.org_id, order.id, result)
+        settled, follow_up = self._settle(order.org_id, order.id, result)
+        self._pay_if_started(follow_up)
+        return settled
+
+    def _pay_if_started(self, order: CreditOrder | None) -> None:
+        """Pay a recharge a use case started, once its transaction has committed."""
+        if order is not None:
+            self._pay(order)
 
     def _charge_card(self, order: CreditOrder, method: PaymentMethod) -> ChargeResult | None:
         assert method.token is not None
@@ -376,7 +399,9 @@ class Credits:
         return replace(order, attempts=attempts, next_attempt_at=when)
 
     @retrying()
-    def _settle(self, org_id: str, order_id: str, result: ChargeResult) -> CreditOrder:
+    def _settle(
+        self, org_id: str, order_id: str, result: ChargeResult
+    ) -> tuple[CreditOrder, CreditOrder | None]:
         now = self.clock.now()
         with self.store.unit_of_work() as uow:
             session = AccountSession(uow, org_id, now)
@@ -384,7 +409,7 @@ class Credits:
             order = orders.get(org_id, order_id)
             assert order is not None
             if order.status != "pending":
-                return order  # settled by someone else meanwhile: nothing to do twice
+                return order, None  # settled by someone else meanwhile: nothing to do twice
             method = PaymentMethodRepository(uow.conn).get(org_id, order.payment_method_id)
             method_name = method.describe() if method else "the removed payment method"
             account = session.account
@@ -401,6 +426,7 @@ class Credits:
                 order = replace(
                     order,
                     status="paid",
+                    next_attempt_at=None,
                     attempts=order.attempts + 1,
                     charge_id=result.charge_id,
                     lot_id=lot.id,
@@ -422,6 +448,7 @@ class Credits:
                 order = replace(
                     order,
                     status="failed",
+                    next_attempt_at=None,
                     attempts=order.attempts + 1,
                     charge_id=result.charge_id,
                     failure_code=result.failure_code,
@@ -441,9 +468,11 @@ class Credits:
                         now,
                     )
             orders.settle(order)
+            # Lots that expired since the last look were swept when the session opened.
+            follow_up = self.after_debit(uow, session)
             session.close()
             uow.commit()
-        return order
+        return order, follow_up
 
     @staticmethod
     def _invoice(
@@ -515,9 +544,16 @@ class Credits:
             )
             return CreditsView(org=org, account=account, lots=repo.all_lots(org_id), at=now)
 
-    @retrying()
     def set_auto_recharge(self, org_id: str, wanted: AutoRechargeSettings) -> policy.AutoRecharge:
         """R-23 settings; R-03: refused for postpaid organizations. A change forgets failures."""
+        settings, order = self._set_auto_recharge(org_id, wanted)
+        self._pay_if_started(order)
+        return settings
+
+    @retrying()
+    def _set_auto_recharge(
+        self, org_id: str, wanted: AutoRechargeSettings
+    ) -> tuple[policy.AutoRecharge, CreditOrder | None]:
         now = self.clock.now()
         with self.store.unit_of_work() as uow:
             session = AccountSession(uow, org_id, now)
@@ -528,9 +564,10 @@ class Credits:
                 settings = replace(settings, status="pending")
             settings = policy.reset_on_change(settings)
             session.account = replace(session.account, auto_recharge=settings)
+            order = self.after_debit(uow, session)
             session.close()
             uow.commit()
-        return settings
+        return session.account.auto_recharge, order
 
     def adjust(
         self, org_id: str, amount: str, reason: str, *, request: Idempotency | None = None
@@ -538,8 +575,7 @@ class Credits:
         """Support's correction: a positive amount is a new lot (source ``adjustment``, the same
         12-month expiry); a negative one is spent FIFO like usage."""
         adjustment, recharge_order = self._adjust(org_id, amount, reason, request)
-        if recharge_order is not None:
-            self._pay(recharge_order)
+        self._pay_if_started(recharge_order)
         return adjustment
 
     @retrying()

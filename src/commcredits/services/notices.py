@@ -79,7 +79,8 @@ def recharge_failed(
         org,
         "recharge_failed",
         "Communications Credits recharge failed",
-        f"The automatic recharge of {_money(org, amount)} charged to {method} failed: {reason}.\n"
+        f"The automatic recharge of {_money(org, amount)} charged to {method} failed:"
+        f" {reason.rstrip('.')}.\n"
         f"{then}\nUpdate the payment method to keep calls that need credits working.\n",
         now,
     )

@@ -13,7 +13,9 @@ from commcredits.domain.money import check_currency
 from commcredits.domain.organizations import (
     Admin,
     Billing,
+    DialoutPolicy,
     Organization,
+    PstnPolicy,
     check_admin_roles,
     check_email,
     check_name,
@@ -41,6 +43,8 @@ class OrganizationChanges:
     name: str | None = None
     billing: Billing | None = None
     overage_enabled: bool | None = None
+    pstn_policy: PstnPolicy | None = None
+    dialout_policy: DialoutPolicy | None = None
 
 
 def get_org(uow: UnitOfWork, org_id: str) -> Organization:
@@ -99,6 +103,8 @@ class Organizations:
                     if changes.overage_enabled is None
                     else changes.overage_enabled
                 ),
+                pstn_policy=changes.pstn_policy or before.pstn_policy,
+                dialout_policy=changes.dialout_policy or before.dialout_policy,
                 updated_at=self.clock.now(),
             )
             OrganizationRepository(uow.conn).update(after)

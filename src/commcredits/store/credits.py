@@ -249,6 +249,11 @@ class CreditRepository:
             )
         )
 
+    def has_lots(self, org_id: str) -> bool:
+        """True once the organization has ever been credited (funded)."""
+        query = select(lots.c.id).where(lots.c.org_id == org_id).limit(1)
+        return self.conn.execute(query).first() is not None
+
     def set_remaining(self, org_id: str, lot_id: str, remaining: Decimal) -> None:
         self.conn.execute(
             update(lots)

@@ -56,6 +56,6 @@ class IdempotencyRepository:
 
     def purge_before(self, cutoff: datetime) -> int:
         result = self.conn.execute(
-            delete(idempotency_records).where(idempotency_records.c.created_at < cutoff)
+            delete(idempotency_records).where(idempotency_records.c.created_at <= cutoff)
         )
         return result.rowcount

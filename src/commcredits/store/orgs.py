@@ -8,7 +8,14 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Row, insert, select, update
 
-from commcredits.domain.organizations import Admin, ApiKey, Billing, Organization
+from commcredits.domain.organizations import (
+    Admin,
+    ApiKey,
+    Billing,
+    DialoutPolicy,
+    Organization,
+    PstnPolicy,
+)
 from commcredits.domain.roles import KeyRole
 from commcredits.store.tables import admins, api_keys, organizations
 
@@ -23,6 +30,8 @@ def _org(row: Row[Any]) -> Organization:
         overage_enabled=bool(row.overage_enabled),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        pstn_policy=cast(PstnPolicy, row.pstn_policy),
+        dialout_policy=cast(DialoutPolicy, row.dialout_policy),
     )
 
 
@@ -41,6 +50,8 @@ class OrganizationRepository:
                 overage_enabled=org.overage_enabled,
                 created_at=org.created_at,
                 updated_at=org.updated_at,
+                pstn_policy=org.pstn_policy,
+                dialout_policy=org.dialout_policy,
             )
         )
 
@@ -63,6 +74,8 @@ class OrganizationRepository:
                 billing=org.billing,
                 overage_enabled=org.overage_enabled,
                 updated_at=org.updated_at,
+                pstn_policy=org.pstn_policy,
+                dialout_policy=org.dialout_policy,
             )
         )
 

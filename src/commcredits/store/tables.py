@@ -18,6 +18,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -59,6 +60,9 @@ organizations = Table(
     Column("overage_enabled", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # the organization's defaults; a user's own setting overrides them.
+    Column("pstn_policy", String(32), nullable=False, server_default="international_and_domestic"),
+    Column("dialout_policy", String(32), nullable=False, server_default="any"),
     CheckConstraint("billing IN ('prepaid', 'postpaid')", name="billing_known"),
 )
 
@@ -275,4 +279,78 @@ invoices = Table(
     Column("lines", JSON, nullable=False),
     UniqueConstraint("org_id", "number"),
     Index("ix_invoices_org_id_issued_at", "org_id", "issued_at"),
+)
+
+
+# --- Directory and licensing (R-10..R-15, R-37) ---------------------------------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("org_id", ID, ForeignKey("organizations.id"), primary_key=True),
+    Column("id", ID, primary_key=True),
+    Column("upn", String(320), nullable=False),
+    Column("display_name", String(200), nullable=False),
+    Column("usage_location", String(2)),
+    # NULL: the organization's default applies.
+    Column("pstn_policy", String(32)),
+    Column("dialout_policy", String(32)),
+    Column("spend_limit_micros", BigInteger),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("org_id", "upn"),
+    CheckConstraint("spend_limit_micros IS NULL OR spend_limit_micros >= 0", name="spend_limit"),
+)
+
+user_licenses = Table(
+    "user_licenses",
+    metadata,
+    Column("org_id", ID, primary_key=True),
+    Column("user_id", ID, primary_key=True),
+    Column("sku", String(64), primary_key=True),
+    Column("assigned_at", UTCDateTime, nullable=False),
+    ForeignKeyConstraint(["org_id", "user_id"], ["users.org_id", "users.id"]),
+    Index("ix_user_licenses_org_id_sku", "org_id", "sku"),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("org_id", ID, ForeignKey("organizations.id"), primary_key=True),
+    Column("sku", String(64), primary_key=True),
+    Column("quantity", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("quantity >= 0", name="quantity_not_negative"),
+)
+
+phone_numbers = Table(
+    "phone_numbers",
+    metadata,
+    # A number belongs to one organization only, so the number alone is the key.
+    Column("number", String(20), primary_key=True),
+    Column("org_id", ID, ForeignKey("organizations.id"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("country", String(2), nullable=False),
+    Column("user_id", ID),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint(
+        "kind IN ('user', 'service', 'service_toll_free', 'conference', 'conference_toll_free')",
+        name="kind_known",
+    ),
+    Index("ix_phone_numbers_org_id_number", "org_id", "number"),
+    Index("ix_phone_numbers_org_id_user_id", "org_id", "user_id"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("org_id", ID, ForeignKey("organizations.id"), primary_key=True),
+    Column("id", ID, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(320)),
+    Column("details", JSON, nullable=False),
+    Index("ix_audit_log_org_id_at", "org_id", "at"),
 )

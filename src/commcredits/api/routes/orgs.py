@@ -68,9 +68,11 @@ async def update_org(
     request: AnyRequest, org: FromPath[str], data: JSONBody[UpdateOrganization]
 ) -> OrganizationOut:
     changes = OrganizationChanges(
-        name=data.name or None if isinstance(data.name, str) else None,
+        name=data.name if isinstance(data.name, str) else None,
         billing=data.billing if isinstance(data.billing, str) else None,
         overage_enabled=data.overage_enabled if isinstance(data.overage_enabled, bool) else None,
+        pstn_policy=data.pstn_policy if isinstance(data.pstn_policy, str) else None,
+        dialout_policy=data.dialout_policy if isinstance(data.dialout_policy, str) else None,
     )
     return OrganizationOut.of(await blocking(container_of(request).orgs.update, org, changes))
 
