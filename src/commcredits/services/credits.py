@@ -137,9 +137,10 @@ class Credits:
         now = self.clock.now()
         with self.store.unit_of_work(read_only=True) as uow:
             get_org(uow, org_id)
+        holder = _short_text(holder, 200, "holder", "invalid_holder") or ""
         digits = normalize_card_number(number)
         check_expiry(exp_month, exp_year, now)
-        token = self.gateway.tokenize_card(digits, exp_month, exp_year, cvc, holder.strip())
+        token = self.gateway.tokenize_card(digits, exp_month, exp_year, cvc, holder)
         check_cvc(cvc, token.brand)
         method = PaymentMethod(
             org_id=org_id,
@@ -151,7 +152,7 @@ class Credits:
             last4=token.last4,
             exp_month=token.exp_month,
             exp_year=token.exp_year,
-            holder=holder.strip() or None,
+            holder=holder or None,
         )
         with self.store.unit_of_work() as uow:
             PaymentMethodRepository(uow.conn).add(method)
@@ -184,7 +185,9 @@ class Credits:
                 type="enterprise_agreement",
                 created_at=self.clock.now(),
                 agreement_number=number,
-                purchase_order=(purchase_order or "").strip() or None,
+                purchase_order=_short_text(
+                    purchase_order, 64, "purchase_order", "invalid_purchase_order"
+                ),
             )
             methods.add(method)
             uow.commit()
@@ -308,13 +311,9 @@ class Credits:
             method = self._method(uow, org_id, new.payment_method_id)
             wanted = new.auto_recharge
             settings = self._auto_recharge(uow, org, wanted, method.id) if wanted else None
-            purchase_order = (new.purchase_order or "").strip() or None
-            if purchase_order and len(purchase_order) > 64:
-                raise RuleViolation(
-                    "a purchase order number has at most 64 characters",
-                    code="invalid_purchase_order",
-                    field="purchase_order",
-                )
+            purchase_order = _short_text(
+                new.purchase_order, 64, "purchase_order", "invalid_purchase_order"
+            )
             order = CreditOrder(
                 org_id=org_id,
                 id=new_id("ord"),
@@ -788,6 +787,14 @@ class Credits:
             repo = CreditRepository(uow.conn)
             times = [t for days in days_before if (t := repo.next_warning_at(days)) is not None]
         return min(times) if times else None
+
+
+def _short_text(value: str | None, limit: int, field: str, code: str) -> str | None:
+    """Trimmed text of at most ``limit`` characters (what the column holds), or None if blank."""
+    text = (value or "").strip()
+    if len(text) > limit:
+        raise RuleViolation(f"{field} has at most {limit} characters", code=code, field=field)
+    return text or None
 
 
 def _settings_json(settings: policy.AutoRecharge) -> dict[str, Any]:
