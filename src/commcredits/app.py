@@ -27,6 +27,7 @@ from commcredits.services.directory import Directory
 from commcredits.services.keys import Keys
 from commcredits.services.mail import Mailer
 from commcredits.services.orgs import Organizations
+from commcredits.services.rating import Rating
 from commcredits.settings import Settings
 from commcredits.store import migrate
 from commcredits.store.database import Store
@@ -43,6 +44,7 @@ class Container:
     credits: Credits
     directory: Directory
     catalogue: Catalogue
+    rating: Rating
     gateway: PaymentGateway
     jobs: JobRunner
 
@@ -117,6 +119,7 @@ def build(
         credits=credits,
         directory=directory,
         catalogue=catalogue,
+        rating=Rating(store, clock),
         gateway=gateway,
         jobs=jobs,
     )

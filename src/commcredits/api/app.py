@@ -13,7 +13,7 @@ from commcredits import __version__
 from commcredits.api.access_log import access_log
 from commcredits.api.auth import authorize
 from commcredits.api.errors import EXCEPTION_HANDLERS
-from commcredits.api.routes import credits, directory, orgs, system
+from commcredits.api.routes import credits, directory, orgs, rates, system
 from commcredits.app import Container
 
 
@@ -28,6 +28,7 @@ def create_app(container: Container) -> Litestar:
             orgs.router,
             directory.router,
             credits.router,
+            rates.router,
             system.router,
             system.health,
             openapi_json,

@@ -50,10 +50,14 @@ _HTTP_CODES: Final[dict[int, str]] = {
 _BACKTICKED = re.compile(r"`([^`]+)`")
 
 
-def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+def error_body(
+    code: str, message: str, field: str | None = None, details: list[Any] | None = None
+) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if field is not None:
         error["field"] = field
+    if details:
+        error["details"] = details
     return {"error": error}
 
 
@@ -65,7 +69,9 @@ def status_of(exc: CommcreditsError) -> int:
 
 
 def on_domain_error(_: Request[Any, Any, Any], exc: CommcreditsError) -> Response[Any]:
-    return Response(error_body(exc.code, exc.message, exc.field), status_code=status_of(exc))
+    return Response(
+        error_body(exc.code, exc.message, exc.field, exc.details), status_code=status_of(exc)
+    )
 
 
 def on_replay(_: Request[Any, Any, Any], exc: IdempotentReplay) -> Response[Any]:

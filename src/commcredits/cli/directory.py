@@ -24,6 +24,7 @@ from commcredits.cli.main import (
 )
 from commcredits.domain.directory import User
 from commcredits.domain.errors import CommcreditsError
+from commcredits.domain.money import Money
 
 users_app = typer.Typer(help="Users: create, list, import and export CSV.", no_args_is_help=True)
 licenses_app = typer.Typer(
@@ -55,7 +56,7 @@ def _progress() -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=console,
+        console=errors,  # stdout stays clean for --json
         transient=False,
     )
 
@@ -187,6 +188,7 @@ def export_users(
     container = _container(database_url)
     try:
         users = container.directory.all_users(org)
+        currency = container.orgs.get(org).currency
     except CommcreditsError as exc:
         _fail(exc)
     finally:
@@ -203,7 +205,7 @@ def export_users(
                 ";".join(sorted(user.licenses)),
                 user.pstn_policy or "",
                 user.dialout_policy or "",
-                str(user.spend_limit) if user.spend_limit is not None else "",
+                Money(user.spend_limit, currency).format() if user.spend_limit is not None else "",
             ]
         )
     if str(output) == "-":

@@ -100,9 +100,14 @@ def serve(
     logs.configure(settings.log_level)
     container = build(settings)
     issued = container.keys.ensure_operator_key()
+    sample = container.rating.ensure_loaded()
     url = f"http://{settings.host}:{settings.port}"
     console.print(f"commcredits {__version__} listening on [bold]{url}[/bold]")
     console.print(f"database: {settings.database_url}; clock: {settings.clock}")
+    if sample is not None:
+        console.print(
+            f"no rate table yet: loaded the sample table ({sample.rows} rows, sample prices)"
+        )
     if issued is not None:
         console.print("operator key (shown once, stored hashed; keep it safe):")
         console.print(f"  [bold]{issued.secret}[/bold]")
@@ -311,5 +316,7 @@ def clock_set(
 # The command groups below register themselves on ``app``.
 from commcredits.cli import credits as _credits  # noqa: E402
 from commcredits.cli import directory as _directory  # noqa: E402
+from commcredits.cli import rates as _rates  # noqa: E402
+from commcredits.cli import tariffplan as _tariffplan  # noqa: E402
 
-__all__ = ["_credits", "_directory", "app"]
+__all__ = ["_credits", "_directory", "_rates", "_tariffplan", "app"]

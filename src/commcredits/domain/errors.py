@@ -13,12 +13,21 @@ class CommcreditsError(Exception):
 
     code: str = "error"
 
-    def __init__(self, message: str, *, code: str | None = None, field: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        field: str | None = None,
+        details: list[dict[str, object]] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         self.field = field
+        self.details = details
+        """Itemised problems, e.g. every bad row of a file, each with its line."""
 
 
 class InvalidRequest(CommcreditsError):

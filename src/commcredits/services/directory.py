@@ -8,7 +8,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, get_args
+
+from sqlalchemy.exc import IntegrityError
 
 from commcredits.adapters.clock import Clock
 from commcredits.domain.countries import check_country
@@ -25,8 +27,13 @@ from commcredits.domain.errors import CommcreditsError, Conflict, NotFound, Rule
 from commcredits.domain.ids import new_id
 from commcredits.domain.licensing import Catalogue
 from commcredits.domain.money import parse_money
-from commcredits.domain.organizations import Organization, check_name
-from commcredits.services.orgs import get_org
+from commcredits.domain.organizations import (
+    DialoutPolicy,
+    Organization,
+    PstnPolicy,
+    check_name,
+)
+from commcredits.services.orgs import get_org, locked_org
 from commcredits.store.credits import CreditRepository
 from commcredits.store.database import Store, UnitOfWork, retrying
 from commcredits.store.directory import (
@@ -37,6 +44,8 @@ from commcredits.store.directory import (
 )
 
 CREDITS_SKU: Final = "MCOPSTNPP"
+PSTN_POLICIES: Final[tuple[str, ...]] = get_args(PstnPolicy)
+DIALOUT_POLICIES: Final[tuple[str, ...]] = get_args(DialoutPolicy)
 UNSET: Final[Any] = object()
 
 
@@ -152,11 +161,11 @@ class Directory:
             updated_at=now,
         )
         with self.store.unit_of_work() as uow:
-            get_org(uow, org_id)
+            locked_org(uow, org_id)
             repo = UserRepository(uow.conn)
             if repo.get(org_id, user.upn) is not None:
                 raise Conflict(f"{user.upn} already exists", code="user_exists", field="upn")
-            repo.add(user)
+            repo.add(user)  # the organization is locked: no concurrent twin can slip in
             AuditRepository(uow.conn).add_many(
                 [
                     _audit(
@@ -206,7 +215,9 @@ class Directory:
             get_org(uow, org_id)
             return sorted(UserRepository(uow.conn).all(org_id), key=lambda u: u.upn)
 
-    def _apply_changes(self, user: User, changes: UserChanges, currency: str) -> User:
+    def _apply_changes(
+        self, user: User, changes: UserChanges, currency: str, *, check_plans: bool = True
+    ) -> User:
         updated = user
         if changes.display_name is not None:
             updated = replace(
@@ -215,8 +226,9 @@ class Directory:
         if changes.usage_location is not UNSET:
             location = changes.usage_location
             location = check_country(location, field="usage_location") if location else None
-            # Changing where a user is re-checks the calling plan (R-12).
-            self.catalogue.check_location_change(user.licenses, location)
+            if check_plans and location != user.usage_location:
+                # Changing where a user is re-checks the calling plan (R-12).
+                self.catalogue.check_location_change(user.licenses, location)
             updated = replace(updated, usage_location=location)
         if changes.pstn_policy is not UNSET:
             updated = replace(updated, pstn_policy=changes.pstn_policy)
@@ -236,7 +248,7 @@ class Directory:
     def update_user(self, org_id: str, id_or_upn: str, changes: UserChanges, *, actor: str) -> User:
         now = self.clock.now()
         with self.store.unit_of_work() as uow:
-            org = get_org(uow, org_id)
+            org = locked_org(uow, org_id)
             user = self._user(uow, org_id, id_or_upn)
             updated = self._apply_changes(user, changes, org.currency)
             if updated != user:
@@ -252,7 +264,7 @@ class Directory:
     def delete_user(self, org_id: str, id_or_upn: str, *, actor: str) -> None:
         now = self.clock.now()
         with self.store.unit_of_work() as uow:
-            get_org(uow, org_id)
+            locked_org(uow, org_id)
             user = self._user(uow, org_id, id_or_upn)
             NumberRepository(uow.conn).release_user(org_id, user.id)
             UserRepository(uow.conn).delete(org_id, user.id)
@@ -274,7 +286,7 @@ class Directory:
         """Assign and remove licenses of one user, all or nothing (R-11..R-13)."""
         now = self.clock.now()
         with self.store.unit_of_work() as uow:
-            org = get_org(uow, org_id)
+            org = locked_org(uow, org_id)
             user = self._user(uow, org_id, id_or_upn)
             seats = _Seats(uow, org, self.catalogue)
             updated = self._change(user, add, remove, seats, now)
@@ -319,7 +331,7 @@ class Directory:
         now = self.clock.now()
         results: list[BulkResult] = []
         with self.store.unit_of_work() as uow:
-            org = get_org(uow, org_id)
+            org = locked_org(uow, org_id)
             repo = UserRepository(uow.conn)
             everyone = {u.upn: u for u in repo.all(org_id)}
             by_id = {u.id: u for u in everyone.values()}
@@ -372,7 +384,7 @@ class Directory:
             )
         now = self.clock.now()
         with self.store.unit_of_work() as uow:
-            get_org(uow, org_id)
+            locked_org(uow, org_id)
             assigned = UserRepository(uow.conn).assigned_counts(org_id).get(sku, 0)
             if quantity < assigned:
                 raise Conflict(
@@ -412,14 +424,19 @@ class Directory:
         check_toll_free(e164, kind)
         now = self.clock.now()
         with self.store.unit_of_work() as uow:
-            get_org(uow, org_id)
+            locked_org(uow, org_id)
             numbers = NumberRepository(uow.conn)
+            taken = Conflict(f"{e164} is already in use", code="number_taken", field="number")
             if numbers.get_any(e164) is not None:
                 # Said the same way whichever organization holds it: nothing leaks.
-                raise Conflict(f"{e164} is already in use", code="number_taken", field="number")
+                raise taken
             user_id = self._number_user(uow, org_id, kind, assigned_to)
             phone = PhoneNumber(e164, org_id, kind, country, user_id, now)  # type: ignore[arg-type]
-            numbers.add(phone)
+            try:
+                with uow.conn.begin_nested():
+                    numbers.add(phone)
+            except IntegrityError:
+                raise taken from None  # another organization added it at the same moment
             AuditRepository(uow.conn).add_many(
                 [
                     _audit(
@@ -459,7 +476,7 @@ class Directory:
         now = self.clock.now()
         e164, _ = parse_e164(number)
         with self.store.unit_of_work() as uow:
-            get_org(uow, org_id)
+            locked_org(uow, org_id)
             numbers = NumberRepository(uow.conn)
             phone = numbers.get(org_id, e164)
             if phone is None:
@@ -487,7 +504,7 @@ class Directory:
         e164, _ = parse_e164(number)
         now = self.clock.now()
         with self.store.unit_of_work() as uow:
-            get_org(uow, org_id)
+            locked_org(uow, org_id)
             if not NumberRepository(uow.conn).delete(org_id, e164):
                 raise NotFound(f"no number {e164} in this organization", code="number_not_found")
             AuditRepository(uow.conn).add_many([_audit(org_id, actor, "number.removed", e164, now)])
@@ -542,7 +559,7 @@ class Directory:
         now = self.clock.now()
         outcome = ImportReport()
         with self.store.unit_of_work() as uow:
-            org = get_org(uow, org_id)
+            org = locked_org(uow, org_id)
             seats = _Seats(uow, org, self.catalogue)
             for line, row in batch:
                 try:
@@ -567,56 +584,64 @@ class Directory:
         actor: str,
         now: datetime,
     ) -> str:
+        """One CSV row: the user as the row describes it, checked as a whole end state."""
         upn = check_upn(row.get("upn") or "")
-        name = check_name(row.get("display_name") or "", field="display_name")
-        location_text = (row.get("usage_location") or "").strip().upper()
-        location = check_country(location_text, field="usage_location") if location_text else None
-        wanted_text = row.get("licenses")
         repo = UserRepository(uow.conn)
         audits = AuditRepository(uow.conn)
         existing = repo.get(org.id, upn)
-        if existing is None:
-            user = User(
-                org.id, new_id("usr"), upn, name, location, frozenset(), None, None, None, now, now
-            )
-            repo.add(user)
-            audits.add_many([_audit(org.id, actor, "user.created", upn, now, source="import")])
-            kind = "created"
-        else:
-            user = existing
-            if (user.display_name, user.usage_location) != (name, location):
-                if location != user.usage_location:
-                    self.catalogue.check_location_change(user.licenses, location)
-                user = replace(user, display_name=name, usage_location=location, updated_at=now)
-                repo.update(user)
-                audits.add_many(
-                    [
-                        _audit(
-                            org.id,
-                            actor,
-                            "user.updated",
-                            upn,
-                            now,
-                            **_diff(existing, user),
-                            source="import",
-                        )
-                    ]
-                )
-                kind = "updated"
-            else:
-                kind = "unchanged"
+        before = existing or User(
+            org.id, new_id("usr"), upn, "", None, frozenset(), None, None, None, now, now
+        )
+        location_text = (row.get("usage_location") or "").strip().upper()
+        changes = UserChanges(
+            display_name=row.get("display_name") or "",
+            # Checked below against the licenses the user will have, not those it has now.
+            usage_location=location_text or None,
+            pstn_policy=_policy(row, "pstn_policy", PSTN_POLICIES),
+            dialout_policy=_policy(row, "dialout_policy", DIALOUT_POLICIES),
+            spend_limit=row["spend_limit"] or None if "spend_limit" in row else UNSET,
+        )
+        after = self._apply_changes(before, changes, org.currency, check_plans=False)
+        wanted_text = row.get("licenses")
         if wanted_text is not None:
             wanted = {
                 s.strip().upper() for s in wanted_text.replace(",", ";").split(";") if s.strip()
             }
-            add = sorted(wanted - user.licenses)
-            remove = sorted(user.licenses - wanted)
+            add, remove = sorted(wanted - before.licenses), sorted(before.licenses - wanted)
             if add or remove:
-                changed = self._change(user, add, remove, seats, now)
-                repo.set_licenses(changed, user.licenses, now)
-                audits.add_many([self._license_audit(user, changed, actor, now)])
-                kind = "created" if kind == "created" else "updated"
-        return kind
+                after = self._change(after, add, remove, seats, now)
+        self.catalogue.check_location_change(after.licenses, after.usage_location)
+        if existing is None:
+            repo.add(replace(after, licenses=frozenset()))
+            repo.set_licenses(after, frozenset(), now)
+            audits.add_many([_audit(org.id, actor, "user.created", upn, now, source="import")])
+            return "created"
+        if after == existing:
+            return "unchanged"
+        if replace(after, licenses=existing.licenses, updated_at=existing.updated_at) != existing:
+            after = replace(after, updated_at=now)
+            repo.update(after)
+            audits.add_many(
+                [_audit(org.id, actor, "user.updated", upn, now, **_diff(existing, after))]
+            )
+        if after.licenses != existing.licenses:
+            repo.set_licenses(after, existing.licenses, now)
+            audits.add_many([self._license_audit(existing, after, actor, now)])
+        return "updated"
+
+
+def _policy(row: dict[str, str], column: str, allowed: tuple[str, ...]) -> Any:
+    """A policy column of an import row: absent leaves it, blank means the default."""
+    if column not in row:
+        return UNSET
+    value = row[column].strip()
+    if value and value not in allowed:
+        raise RuleViolation(
+            f"{column} is one of {', '.join(allowed)}, or blank for the default",
+            code="invalid_policy",
+            field=column,
+        )
+    return value or None
 
 
 def _diff(before: User, after: User) -> dict[str, Any]:

@@ -55,6 +55,14 @@ def get_org(uow: UnitOfWork, org_id: str) -> Organization:
     return org
 
 
+def locked_org(uow: UnitOfWork, org_id: str) -> Organization:
+    """The organization, locked until the transaction ends: what a use case that counts
+    (seats, money) takes first, so two concurrent requests are sized one after the other."""
+    if not uow.lock_org(org_id):
+        raise NotFound("no such organization", code="organization_not_found")
+    return get_org(uow, org_id)
+
+
 class Organizations:
     def __init__(self, store: Store, clock: Clock):
         self.store = store

@@ -159,9 +159,14 @@ class UserRepository:
         if usage_location:
             query = query.where(users.c.usage_location == usage_location)
         if search:
-            pattern = f"%{search.lower()}%"
+            # % and _ in what was typed are letters, not wildcards.
+            text = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = f"%{text}%"
             query = query.where(
-                or_(users.c.upn.like(pattern), func.lower(users.c.display_name).like(pattern))
+                or_(
+                    users.c.upn.like(pattern, escape="\\"),
+                    func.lower(users.c.display_name).like(pattern, escape="\\"),
+                )
             )
         if sku:
             query = query.where(

@@ -354,3 +354,33 @@ audit_log = Table(
     Column("details", JSON, nullable=False),
     Index("ix_audit_log_org_id_at", "org_id", "at"),
 )
+
+
+# --- Rating (R-40..R-42) ---------------------------------------------------------------------
+
+rate_tables = Table(
+    "rate_tables",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("loaded_at", UTCDateTime, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("row_count", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    # The table exactly as loaded: calls keep the rate they were rated with, and any past
+    # table can be read again as it was.
+    Column("source", Text, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Index("ix_rate_tables_active", "active"),
+)
+
+tariff_plans = Table(
+    "tariff_plans",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("loaded_at", UTCDateTime, nullable=False),
+    Column("name", String(200), nullable=False),
+    # The CGRateS CSV files as imported, by file name.
+    Column("files", JSON, nullable=False),
+    Column("summary", JSON, nullable=False),
+    Column("active", Boolean, nullable=False),
+)
