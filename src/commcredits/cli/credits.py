@@ -9,15 +9,13 @@ import typer
 from commcredits.cli.main import (
     DatabaseUrl,
     JsonFlag,
-    _container,
-    _fail,
     _output,
     _print_json,
+    _run,
     _table,
     app,
     console,
 )
-from commcredits.domain.errors import CommcreditsError
 from commcredits.domain.money import Money, plain
 from commcredits.services.credits import AutoRechargeSettings, CreditsView, NewOrder
 from commcredits.services.verify import verify_ledger
@@ -66,16 +64,6 @@ def _view_rows(view: CreditsView) -> dict[str, Any]:
             for lot in view.lots
         ],
     }
-
-
-def _run(database_url: str | None, action: Any) -> Any:
-    container = _container(database_url)
-    try:
-        return action(container)
-    except CommcreditsError as exc:
-        _fail(exc)
-    finally:
-        container.close()
 
 
 @credits_app.command("show")

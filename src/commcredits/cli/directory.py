@@ -18,6 +18,7 @@ from commcredits.cli.main import (
     _fail,
     _output,
     _print_json,
+    _run,
     app,
     console,
     errors,
@@ -81,13 +82,12 @@ def create_user(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a user."""
-    container = _container(database_url)
-    try:
-        user = container.directory.create_user(org, upn, display_name, usage_location, actor=ACTOR)
-    except CommcreditsError as exc:
-        _fail(exc)
-    finally:
-        container.close()
+    user = _run(
+        database_url,
+        lambda container: container.directory.create_user(
+            org, upn, display_name, usage_location, actor=ACTOR
+        ),
+    )
     _output("user", [_user_row(user)], as_json, one=True)
 
 
@@ -101,13 +101,10 @@ def list_users(
     as_json: JsonFlag = False,
 ) -> None:
     """List users by UPN."""
-    container = _container(database_url)
-    try:
-        users = container.directory.list_users(org, sku=sku, search=search, limit=limit)
-    except CommcreditsError as exc:
-        _fail(exc)
-    finally:
-        container.close()
+    users = _run(
+        database_url,
+        lambda container: container.directory.list_users(org, sku=sku, search=search, limit=limit),
+    )
     _output("users", [_user_row(u) for u in users], as_json)
 
 
@@ -340,13 +337,10 @@ def set_subscription(
     as_json: JsonFlag = False,
 ) -> None:
     """Set the number of seats bought of a SKU."""
-    container = _container(database_url)
-    try:
-        found = container.directory.set_subscription(org, sku, quantity, actor=ACTOR)
-    except CommcreditsError as exc:
-        _fail(exc)
-    finally:
-        container.close()
+    found = _run(
+        database_url,
+        lambda container: container.directory.set_subscription(org, sku, quantity, actor=ACTOR),
+    )
     _output(
         "subscription",
         [{"sku": found.sku, "quantity": found.quantity, "assigned": found.assigned}],
@@ -360,13 +354,7 @@ def list_subscriptions(
     org: Org, database_url: DatabaseUrl = None, as_json: JsonFlag = False
 ) -> None:
     """Seats bought, assigned and available per SKU."""
-    container = _container(database_url)
-    try:
-        found = container.directory.subscriptions(org)
-    except CommcreditsError as exc:
-        _fail(exc)
-    finally:
-        container.close()
+    found = _run(database_url, lambda container: container.directory.subscriptions(org))
     _output(
         "subscriptions",
         [
@@ -389,13 +377,12 @@ def add_number(
     as_json: JsonFlag = False,
 ) -> None:
     """Add a phone number to the organization."""
-    container = _container(database_url)
-    try:
-        phone = container.directory.add_number(org, number, kind, assigned_to, actor=ACTOR)
-    except CommcreditsError as exc:
-        _fail(exc)
-    finally:
-        container.close()
+    phone = _run(
+        database_url,
+        lambda container: container.directory.add_number(
+            org, number, kind, assigned_to, actor=ACTOR
+        ),
+    )
     _output(
         "number",
         [
@@ -414,13 +401,7 @@ def add_number(
 @numbers_app.command("list")
 def list_numbers(org: Org, database_url: DatabaseUrl = None, as_json: JsonFlag = False) -> None:
     """The organization's phone numbers."""
-    container = _container(database_url)
-    try:
-        found, upns = container.directory.numbers(org)
-    except CommcreditsError as exc:
-        _fail(exc)
-    finally:
-        container.close()
+    found, upns = _run(database_url, lambda container: container.directory.numbers(org))
     _output(
         "numbers",
         [

@@ -57,6 +57,17 @@ def _fail(exc: CommcreditsError) -> None:
     raise typer.Exit(1)
 
 
+def _run(database_url: str | None, action: Any) -> Any:
+    """Run ``action(container)`` and close the container; a refusal ends the command."""
+    container = _container(database_url)
+    try:
+        return action(container)
+    except CommcreditsError as exc:
+        _fail(exc)
+    finally:
+        container.close()
+
+
 def _table(title: str, rows: list[dict[str, Any]]) -> None:
     table = Table(title=title)
     if not rows:

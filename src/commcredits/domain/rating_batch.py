@@ -227,7 +227,7 @@ class CompiledRates:
         matched = row >= 0
         safe_row = np.where(matched, row, 0)
         units = self._units(quantity, safe_row)
-        reprice = matched & ((quantity > MAX_DURATION) | (units > self._max_units[safe_row]))
+        reprice = matched & ((quantity > MAX_DURATION) | (units > 2**62))
         charge = self._charge(units, safe_row)
         units[~matched] = 0
         charge[~matched] = 0
@@ -247,7 +247,7 @@ class CompiledRates:
         # A number shorter than its prefix (``+4420`` in ``44200``'s span) is not covered by it.
         too_long = np.flatnonzero((row >= 0) & (self._length[np.maximum(row, 0)] > digits))
         while too_long.size:
-            row[too_long] = -1
+            row[too_long] = self._parent[row[too_long]]
             still = (row[too_long] >= 0) & (
                 self._length[np.maximum(row[too_long], 0)] > digits[too_long]
             )
