@@ -15,10 +15,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import directory, ledger
+from bench import directory, ledger, rating
 from bench.report import Figure
 
-SUITES = {"ledger": ledger.run, "directory": directory.run}
+SUITES = {"ledger": ledger.run, "directory": directory.run, "rating": rating.run}
 
 
 def main(argv: list[str] | None = None) -> int:

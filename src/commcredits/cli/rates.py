@@ -141,7 +141,7 @@ def quote(
                 "number_type": dest.number_type,
                 "service": service,
                 "rate": plain(rate.rate),
-                "connection_fee": Money(rate.connection_fee, rate.currency).format(),
+                "connection_fee": Money(rate.connection_fee, rate.currency).format_exact(),
                 "billed_seconds": charge.units,
                 "charge": Money(charge.charge, rate.currency).format(),
                 "currency": rate.currency,

@@ -267,6 +267,10 @@ class Money:
         """The contract's decimal string: exactly the currency's minor-unit decimals."""
         return str(quantize(self.amount, self.currency))
 
+    def format_exact(self) -> str:
+        """Like :meth:`format`, but never hides digits below the minor unit (prices, fees)."""
+        return self.format() if self.is_quantized() else plain(self.amount)
+
     def __str__(self) -> str:
         return f"{self.format()} {self.currency}"
 

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from itertools import pairwise
 from typing import Final, Literal, cast, get_args
 
 import phonenumbers
@@ -299,38 +298,8 @@ def _row(line: int, raw: dict[str, str], problems: list[RowProblem]) -> Rate | N
         return (raw.get(name) or "").strip()
 
     parsed: dict[str, object] = {}
-    checks: dict[str, Callable[[str], object]] = {
-        "service": lambda t: (
-            t if t in SERVICES else _fail(f"{t!r} is not one of {', '.join(SERVICES)}")
-        ),
-        "prefix": lambda t: (
-            t
-            if t == "" or (t.isdigit() and len(t) <= 15)
-            else _fail(f"{t!r} must be digits only (E.164 without +)")
-        ),
-        "country": lambda t: (
-            t.upper()
-            if t == "" or is_country(t.upper())
-            else _fail(f"{t!r} is not an ISO 3166-1 alpha-2 country")
-        ),
-        "number_type": lambda t: (
-            (t or "any")
-            if (t or "any") in NUMBER_TYPES
-            else _fail(f"{t!r} is not one of {', '.join(NUMBER_TYPES)}")
-        ),
-        "rate": lambda t: _decimal(t, "rate"),
-        "connection_fee": lambda t: _decimal(t, "connection_fee", default=Decimal(0)),
-        "first_increment": lambda t: _seconds(t, DEFAULT_INCREMENTS[0]),
-        "increment": lambda t: _seconds(t, DEFAULT_INCREMENTS[1]),
-        "currency": lambda t: (
-            t if t in billing_currencies() else _fail(f"{t!r} is not an ISO 4217 currency")
-        ),
-        "effective_from": _day,
-        "effective_to": _day,
-        "description": lambda t: t[:300],
-    }
     ok = True
-    for name, check in checks.items():
+    for name, check in _CHECKS.items():
         try:
             parsed[name] = check(value(name))
         except ValueError as exc:
@@ -366,6 +335,38 @@ def _fail(message: str) -> str:
     raise ValueError(message)
 
 
+_CHECKS: Final[dict[str, Callable[[str], object]]] = {
+    "service": lambda t: (
+        t if t in SERVICES else _fail(f"{t!r} is not one of {', '.join(SERVICES)}")
+    ),
+    "prefix": lambda t: (
+        t
+        if t == "" or (t.isascii() and t.isdigit() and len(t) <= 15)
+        else _fail(f"{t!r} must be digits only (E.164 without +)")
+    ),
+    "country": lambda t: (
+        t.upper()
+        if t == "" or is_country(t.upper())
+        else _fail(f"{t!r} is not an ISO 3166-1 alpha-2 country")
+    ),
+    "number_type": lambda t: (
+        (t or "any")
+        if (t or "any") in NUMBER_TYPES
+        else _fail(f"{t!r} is not one of {', '.join(NUMBER_TYPES)}")
+    ),
+    "rate": lambda t: _decimal(t, "rate"),
+    "connection_fee": lambda t: _decimal(t, "connection_fee", default=Decimal(0)),
+    "first_increment": lambda t: _seconds(t, DEFAULT_INCREMENTS[0]),
+    "increment": lambda t: _seconds(t, DEFAULT_INCREMENTS[1]),
+    "currency": lambda t: (
+        t if t in billing_currencies() else _fail(f"{t!r} is not an ISO 4217 currency")
+    ),
+    "effective_from": _day,
+    "effective_to": _day,
+    "description": lambda t: t[:300],
+}
+
+
 def _overlaps(rows: list[Rate]) -> list[RowProblem]:
     """Two rows for the same destination may not be in force on the same day."""
     groups: dict[tuple[object, ...], list[Rate]] = defaultdict(list)
@@ -380,15 +381,19 @@ def _overlaps(rows: list[Rate]) -> list[RowProblem]:
     for group in groups.values():
         if len(group) < 2:
             continue
-        group.sort(key=lambda r: r.effective_from or date.min)
-        for before, after in pairwise(group):
-            end = before.effective_to or date.max
-            if (after.effective_from or date.min) <= end:
+        group.sort(key=lambda r: (r.effective_from or date.min, r.line))
+        # Sweep in start order, remembering the row that reaches furthest so far: a row
+        # overlaps an earlier one exactly when it starts before that furthest end.
+        furthest = group[0]
+        for row in group[1:]:
+            if (row.effective_from or date.min) <= (furthest.effective_to or date.max):
                 problems.append(
                     RowProblem(
-                        after.line, "effective_from", f"overlaps the row on line {before.line}"
+                        row.line, "effective_from", f"overlaps the row on line {furthest.line}"
                     )
                 )
+            if (row.effective_to or date.max) > (furthest.effective_to or date.max):
+                furthest = row
     return problems
 
 
@@ -404,7 +409,9 @@ def parse_rate_table(text: str) -> RateTable:
     problems: list[RowProblem] = []
     rows = []
     for raw in reader:
-        row = _row(reader.line_num, raw, problems)
+        # A quoted field may span lines: report the line the row starts on.
+        spans = sum(value.count("\n") for value in raw.values() if isinstance(value, str))
+        row = _row(reader.line_num - spans, raw, problems)
         if row is not None:
             rows.append(row)
     if not rows and not problems:

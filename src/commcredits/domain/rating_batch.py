@@ -227,7 +227,7 @@ class CompiledRates:
         matched = row >= 0
         safe_row = np.where(matched, row, 0)
         units = self._units(quantity, safe_row)
-        reprice = matched & ((quantity > MAX_DURATION) | (units > 2**62))
+        reprice = matched & ((quantity > MAX_DURATION) | (units > self._max_units[safe_row]))
         charge = self._charge(units, safe_row)
         units[~matched] = 0
         charge[~matched] = 0

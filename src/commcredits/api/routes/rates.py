@@ -98,7 +98,7 @@ async def quote(
         number_type=destination.number_type,
         service=service,
         rate=plain(rate.rate),
-        connection_fee=Money(rate.connection_fee, rate.currency).format(),
+        connection_fee=Money(rate.connection_fee, rate.currency).format_exact(),
         first_increment=rate.first_increment,
         increment=rate.increment,
         billed_seconds=charge.units if is_call else 0,
