@@ -13,6 +13,7 @@ from commcredits.services.mail import Mailer
 from commcredits.store.database import Store
 from commcredits.store.idempotency import IdempotencyRepository
 from commcredits.store.tables import idempotency_records
+from commcredits.store.types import as_utc
 
 IDEMPOTENCY_RETENTION = timedelta(days=30)
 
@@ -47,14 +48,8 @@ class IdempotencyPurgeJob:
             oldest: datetime | None = uow.conn.execute(
                 select(func.min(idempotency_records.c.created_at))
             ).scalar_one_or_none()
-        if oldest is None:
-            return None
-        # A naive value can come back from an aggregate on SQLite: it is UTC all the same.
-        if oldest.tzinfo is None:
-            from datetime import UTC
-
-            oldest = oldest.replace(tzinfo=UTC)
-        return oldest + IDEMPOTENCY_RETENTION
+        oldest = as_utc(oldest)
+        return None if oldest is None else oldest + IDEMPOTENCY_RETENTION
 
     def run(self) -> int:
         with self.store.unit_of_work() as uow:

@@ -153,6 +153,18 @@ class AccountSession:
         self.debited = True
         return result.allocations
 
+    def reserve(self, amount: Decimal) -> None:
+        """Set money aside for a call in progress: it stays in the balance but is no longer
+        available, so concurrent calls can never together spend more than there is."""
+        if amount < 0 or amount > self.available:
+            raise RuleViolation("not enough credits to reserve", code="insufficient_credits")
+        self.account = replace(self.account, reserved=self.account.reserved + amount)
+
+    def release(self, amount: Decimal) -> None:
+        """Give back what a call set aside and did not use (never more than is reserved)."""
+        amount = min(max(amount, ZERO), self.account.reserved)
+        self.account = replace(self.account, reserved=self.account.reserved - amount)
+
     @property
     def reached_zero(self) -> bool:
         """True when this session's debits took a positive balance to exactly zero."""

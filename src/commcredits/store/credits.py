@@ -3,7 +3,7 @@ methods. Amounts cross this boundary as Decimal and are stored as integer micro-
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
@@ -31,13 +31,7 @@ from commcredits.store.tables import (
     lots,
     payment_methods,
 )
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """Aggregates (MIN, MAX) come back from SQLite without the column's type: naive UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+from commcredits.store.types import as_utc
 
 
 def _opt_micros(value: Decimal | None) -> int | None:
@@ -294,7 +288,7 @@ class CreditRepository:
                 (lots.c.warned_days.is_(None)) | (lots.c.warned_days > days),
             )
         ).scalar_one_or_none()
-        value = _utc(value)
+        value = as_utc(value)
         return None if value is None else value - timedelta(days=days)
 
     def mark_warned(self, org_id: str, lot_id: str, days: int) -> None:
@@ -317,7 +311,7 @@ class CreditRepository:
         if org_id is not None:
             query = query.where(lots.c.org_id == org_id)
         value: datetime | None = self.conn.execute(query).scalar_one_or_none()
-        return _utc(value)
+        return as_utc(value)
 
     # entries
     def add_entries(self, entries: list[LedgerEntry]) -> None:
@@ -384,7 +378,7 @@ class CreditRepository:
                 credit_accounts.c.recharge_status == "retrying"
             )
         ).scalar_one_or_none()
-        return _utc(value)
+        return as_utc(value)
 
 
 def _order(row: Row[Any]) -> CreditOrder:
@@ -480,7 +474,7 @@ class OrderRepository:
                 credit_orders.c.status == "pending"
             )
         ).scalar_one_or_none()
-        return _utc(value)
+        return as_utc(value)
 
     def has_pending_recharge(self, org_id: str) -> bool:
         return (

@@ -35,3 +35,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Aggregates (MIN, MAX) come back from SQLite without the column's type: naive UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
