@@ -7,13 +7,14 @@ transport, gateway or clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from commcredits.adapters.clock import Clock, SimulatedClock, SystemClock
 from commcredits.adapters.mail import MailTransport, SmtpTransport, SpoolTransport
 from commcredits.adapters.payments import PaymentGateway, SandboxGateway
 from commcredits.domain.licensing import Catalogue
 from commcredits.jobs.catalog import (
+    CallReservationJob,
     CreditExpiryJob,
     ExpiryWarningJob,
     IdempotencyPurgeJob,
@@ -22,6 +23,7 @@ from commcredits.jobs.catalog import (
     RechargeRetryJob,
 )
 from commcredits.jobs.runner import JobRunner
+from commcredits.services.calls import Calls
 from commcredits.services.credits import Credits
 from commcredits.services.directory import Directory
 from commcredits.services.keys import Keys
@@ -45,6 +47,7 @@ class Container:
     directory: Directory
     catalogue: Catalogue
     rating: Rating
+    calls: Calls
     gateway: PaymentGateway
     jobs: JobRunner
 
@@ -95,12 +98,23 @@ def build(
     orgs.billing_listeners.append(credits.on_billing_changed)
     catalogue = Catalogue.load(settings.sku_catalogue)
     directory = Directory(store, clock, catalogue)
+    rating = Rating(store, clock)
+    calls = Calls(
+        store,
+        clock,
+        catalogue,
+        rating,
+        credits,
+        slice_seconds=settings.call_slice_seconds,
+        reservation_ttl=timedelta(minutes=settings.call_reservation_minutes),
+    )
     jobs = JobRunner(
         store,
         clock,
         # In this order: money first (expiry before warnings, so a lot that just expired is not
         # announced), then the mail the money jobs wrote.
         [
+            CallReservationJob(calls),
             CreditExpiryJob(credits),
             ExpiryWarningJob(credits),
             RechargeRetryJob(credits),
@@ -119,7 +133,8 @@ def build(
         credits=credits,
         directory=directory,
         catalogue=catalogue,
-        rating=Rating(store, clock),
+        rating=rating,
+        calls=calls,
         gateway=gateway,
         jobs=jobs,
     )

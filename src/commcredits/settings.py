@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         default=None,
         description="an operator's own SKU catalogue (TOML); default: the packaged one",
     )
+    call_slice_seconds: int = Field(
+        default=300, ge=1, le=86_400, description="seconds granted per call-control answer"
+    )
+    call_reservation_minutes: int = Field(
+        default=15, ge=1, description="a call the switch stops reporting is ended after this"
+    )
     public_url: str | None = Field(
         default=None, description="the console's public address, used in links inside mails"
     )

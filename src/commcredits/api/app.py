@@ -13,7 +13,7 @@ from commcredits import __version__
 from commcredits.api.access_log import access_log
 from commcredits.api.auth import authorize
 from commcredits.api.errors import EXCEPTION_HANDLERS
-from commcredits.api.routes import credits, directory, orgs, rates, system
+from commcredits.api.routes import credits, directory, orgs, rates, system, usage
 from commcredits.app import Container
 
 
@@ -29,6 +29,7 @@ def create_app(container: Container) -> Litestar:
             directory.router,
             credits.router,
             rates.router,
+            usage.router,
             system.router,
             system.health,
             openapi_json,

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from commcredits.adapters.clock import Clock
 from commcredits.domain.credits import EXPIRY_WARNINGS_DAYS
+from commcredits.services.calls import Calls
 from commcredits.services.credits import Credits
 from commcredits.services.mail import Mailer
 from commcredits.store.database import Store
@@ -118,3 +119,18 @@ class RechargeRetryJob:
 
     def run(self) -> int:
         return self.credits.retry_recharges()
+
+
+class CallReservationJob:
+    """Ends calls whose switch stopped reporting, releasing what they held (reservations)."""
+
+    name = "call_reservations"
+
+    def __init__(self, calls: Calls):
+        self.calls = calls
+
+    def next_due(self) -> datetime | None:
+        return self.calls.next_expiry()
+
+    def run(self) -> int:
+        return self.calls.release_expired()

@@ -199,7 +199,7 @@ class Credits:
             return PaymentMethodRepository(uow.conn).active(org_id)
 
     def remove_payment_method(self, org_id: str, method_id: str) -> None:
-        self._pay_if_started(self._remove_payment_method(org_id, method_id))
+        self.pay_if_started(self._remove_payment_method(org_id, method_id))
 
     @retrying()
     def _remove_payment_method(self, org_id: str, method_id: str) -> CreditOrder | None:
@@ -363,10 +363,10 @@ class Credits:
         if result is None:
             return self._postpone(order)
         settled, follow_up = self._settle(order.org_id, order.id, result)
-        self._pay_if_started(follow_up)
+        self.pay_if_started(follow_up)
         return settled
 
-    def _pay_if_started(self, order: CreditOrder | None) -> None:
+    def pay_if_started(self, order: CreditOrder | None) -> None:
         """Pay a recharge a use case started, once its transaction has committed."""
         if order is not None:
             self._pay(order)
@@ -546,7 +546,7 @@ class Credits:
     def set_auto_recharge(self, org_id: str, wanted: AutoRechargeSettings) -> policy.AutoRecharge:
         """R-23 settings; R-03: refused for postpaid organizations. A change forgets failures."""
         settings, order = self._set_auto_recharge(org_id, wanted)
-        self._pay_if_started(order)
+        self.pay_if_started(order)
         return settings
 
     @retrying()
@@ -574,7 +574,7 @@ class Credits:
         """Support's correction: a positive amount is a new lot (source ``adjustment``, the same
         12-month expiry); a negative one is spent FIFO like usage."""
         adjustment, recharge_order = self._adjust(org_id, amount, reason, request)
-        self._pay_if_started(recharge_order)
+        self.pay_if_started(recharge_order)
         return adjustment
 
     @retrying()
@@ -616,9 +616,9 @@ class Credits:
         if session.reached_zero and not session.account.zero_notified:
             notices.balance_zero(uow, session.org, session.now)
             session.account = replace(session.account, zero_notified=True)
-        return self._maybe_start_recharge(uow, session)
+        return self.maybe_start_recharge(uow, session)
 
-    def _maybe_start_recharge(self, uow: UnitOfWork, session: AccountSession) -> CreditOrder | None:
+    def maybe_start_recharge(self, uow: UnitOfWork, session: AccountSession) -> CreditOrder | None:
         settings = session.account.auto_recharge
         orders = OrderRepository(uow.conn)
         decision = policy.decide(
@@ -731,7 +731,7 @@ class Credits:
         with self.store.unit_of_work() as uow:
             session = AccountSession(uow, org_id, self.clock.now())
             # Below the trigger: the retry's order. Lifted meanwhile: back to ok, no charge.
-            order = self._maybe_start_recharge(uow, session)
+            order = self.maybe_start_recharge(uow, session)
             session.close()
             uow.commit()
         return order

@@ -1,0 +1,303 @@
+"""HTTP: call control, finished-call batches, messages and pools (API.md, "Usage")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from litestar import Request, Router, get, post
+from litestar.params import FromPath, FromQuery, JSONBody
+from msgspec import Meta, Struct, field
+
+from commcredits.api.schemas import Request as Body
+from commcredits.api.schemas import UtcTime
+from commcredits.api.support import blocking, container_of
+from commcredits.domain.money import Money
+from commcredits.domain.usage import CallRecord
+from commcredits.services.calls import CallRequest, CdrRecord, SmsRequest
+
+AnyRequest = Request[Any, Any, Any]
+Number = Annotated[str, Meta(min_length=1, max_length=32)]
+CallId = Annotated[str, Meta(min_length=1, max_length=255)]
+CallType = Annotated[str, Meta(min_length=1, max_length=32)]
+
+
+class NewCall(Body):
+    call_id: CallId
+    call_type: CallType
+    from_: Number = field(name="from", default="")
+    to: Number = ""
+    user: Annotated[str, Meta(max_length=320)] | None = None
+    conference_id: Annotated[str, Meta(max_length=255)] | None = None
+    start_time: UtcTime | None = None
+
+
+class Usage(Body):
+    used_seconds: Annotated[int, Meta(ge=0, le=86_400 * 7)]
+
+
+class EndCall(Body):
+    duration_seconds: Annotated[int, Meta(ge=0, le=86_400 * 7)]
+    end_time: UtcTime | None = None
+
+
+class DecisionOut(Struct):
+    call_id: str
+    decision: str
+    reason: str | None
+    granted_seconds: int
+    funding: str | None
+    capability: str | None
+
+
+class GrantOut(Struct):
+    granted_seconds: int
+
+
+class CallOut(Struct):
+    call_id: str
+    call_type: str
+    status: str
+    decision: str
+    reason: str | None
+    funding: str | None
+    capability: str | None
+    user: str | None
+    from_: str = field(name="from")
+    to: str
+    start_time: datetime
+    end_time: datetime | None
+    duration_seconds: int | None
+    pool_minutes: int
+    charge: str
+    connection_fee: str
+    currency: str
+    external_country: str | None
+    number_type: str | None
+
+
+def _call_out(record: CallRecord) -> CallOut:
+    return CallOut(
+        call_id=record.call_id,
+        call_type=record.call_type,
+        status=record.status,
+        decision=record.decision,
+        reason=record.reason,
+        funding=record.funding,
+        capability=record.capability,
+        user=record.upn,
+        from_=record.from_number,
+        to=record.to_number,
+        start_time=record.start_time,
+        end_time=record.end_time,
+        duration_seconds=record.duration_seconds,
+        pool_minutes=record.pool_minutes,
+        charge=Money(record.charge, record.currency).format(),
+        connection_fee=Money(record.connection_fee_charged, record.currency).format(),
+        currency=record.currency,
+        external_country=record.external_country,
+        number_type=record.number_type,
+    )
+
+
+def _decision(record: CallRecord) -> DecisionOut:
+    return DecisionOut(
+        call_id=record.call_id,
+        decision=record.decision,
+        reason=record.reason,
+        granted_seconds=record.granted_seconds if record.decision == "allow" else 0,
+        funding=record.funding,
+        capability=record.capability,
+    )
+
+
+@post("/calls", opt={"area": "usage"}, status_code=201, summary="Authorize a new call")
+async def authorize(
+    request: AnyRequest, org: FromPath[str], data: JSONBody[NewCall]
+) -> DecisionOut:
+    record = await blocking(
+        container_of(request).calls.authorize,
+        org,
+        CallRequest(
+            call_id=data.call_id,
+            call_type=data.call_type,
+            user=data.user,
+            from_number=data.from_,
+            to_number=data.to,
+            conference_id=data.conference_id,
+            start_time=data.start_time,
+        ),
+    )
+    return _decision(record)
+
+
+@post("/calls/{call_id:str}/usage", opt={"area": "usage"}, status_code=200, summary="Next slice")
+async def usage(
+    request: AnyRequest, org: FromPath[str], call_id: FromPath[str], data: JSONBody[Usage]
+) -> GrantOut:
+    granted = await blocking(container_of(request).calls.usage, org, call_id, data.used_seconds)
+    return GrantOut(granted_seconds=granted)
+
+
+@post("/calls/{call_id:str}/end", opt={"area": "usage"}, status_code=200, summary="End a call")
+async def end(
+    request: AnyRequest, org: FromPath[str], call_id: FromPath[str], data: JSONBody[EndCall]
+) -> CallOut:
+    record = await blocking(
+        container_of(request).calls.end, org, call_id, data.duration_seconds, data.end_time
+    )
+    return _call_out(record)
+
+
+@get("/calls/{call_id:str}", opt={"area": "usage"}, summary="One call record")
+async def get_call(request: AnyRequest, org: FromPath[str], call_id: FromPath[str]) -> CallOut:
+    return _call_out(await blocking(container_of(request).calls.get, org, call_id))
+
+
+class Cdr(Body):
+    call_id: CallId
+    call_type: CallType
+    start_time: UtcTime
+    duration_seconds: Annotated[int, Meta(ge=0, le=86_400 * 7)]
+    from_: Number = field(name="from", default="")
+    to: Number = ""
+    user: Annotated[str, Meta(max_length=320)] | None = None
+    conference_id: Annotated[str, Meta(max_length=255)] | None = None
+
+
+class Cdrs(Body):
+    records: Annotated[list[Cdr], Meta(max_length=100_000)]
+
+
+class CdrResultOut(Struct, omit_defaults=True):
+    call_id: str
+    status: str
+    charge: str | None = None
+    error: str | None = None
+
+
+class CdrsOut(Struct):
+    results: list[CdrResultOut]
+
+
+@post("/cdrs", opt={"area": "usage"}, status_code=200, summary="Charge finished calls")
+async def cdrs(request: AnyRequest, org: FromPath[str], data: JSONBody[Cdrs]) -> CdrsOut:
+    container = container_of(request)
+    results = await blocking(
+        container.calls.import_cdrs,
+        org,
+        [
+            CdrRecord(
+                call_id=r.call_id,
+                call_type=r.call_type,
+                user=r.user,
+                from_number=r.from_,
+                to_number=r.to,
+                start_time=r.start_time,
+                duration_seconds=r.duration_seconds,
+                conference_id=r.conference_id,
+            )
+            for r in data.records
+        ],
+    )
+    currency = (await blocking(container.orgs.get, org)).currency
+    return CdrsOut(
+        results=[
+            CdrResultOut(
+                call_id=r.call_id,
+                status=r.status,
+                charge=Money(r.charge, currency).format() if r.charge is not None else None,
+                error=r.error,
+            )
+            for r in results
+        ]
+    )
+
+
+class NewSms(Body):
+    sms_id: CallId
+    direction: Annotated[str, Meta(max_length=8)]
+    units: Annotated[int, Meta(ge=1, le=1000)]
+    from_: Number = field(name="from", default="")
+    to: Number = ""
+    user: Annotated[str, Meta(max_length=320)] | None = None
+    sent_at: UtcTime | None = None
+
+
+class SmsOut(Struct):
+    sms_id: str
+    decision: str
+    reason: str | None
+    funding: str | None
+    capability: str | None
+    charge: str
+    currency: str
+
+
+@post("/sms", opt={"area": "usage"}, status_code=201, summary="Send or receive a message")
+async def sms(request: AnyRequest, org: FromPath[str], data: JSONBody[NewSms]) -> SmsOut:
+    record = await blocking(
+        container_of(request).calls.sms,
+        org,
+        SmsRequest(
+            data.sms_id, data.user, data.direction, data.from_, data.to, data.units, data.sent_at
+        ),
+    )
+    return SmsOut(
+        sms_id=record.sms_id,
+        decision=record.decision,
+        reason=record.reason,
+        funding=record.funding,
+        capability=record.capability,
+        charge=Money(record.charge, record.currency).format(),
+        currency=record.currency,
+    )
+
+
+class PoolOut(Struct):
+    country: str | None
+    capability: str
+    kind: str
+    user_id: str | None
+    description: str
+    total_minutes: int
+    used_minutes: int
+    available_minutes: int
+    percent_used: str
+
+
+@get("/pools", opt={"area": "usage"}, summary="Minute and message pools of a month (R-54)")
+async def pools(
+    request: AnyRequest, org: FromPath[str], month: FromQuery[str | None] = None
+) -> list[PoolOut]:
+    container = container_of(request)
+    found = await blocking(container.calls.pools, org, month)
+    out = []
+    for key, total, used in found:
+        name = (
+            container.catalogue.sku(key.capability).name
+            if key.capability in container.catalogue.skus
+            else key.capability
+        )
+        percent = f"{(used * 100 / total):.1f}" if total else ("100.0" if used else "0.0")
+        out.append(
+            PoolOut(
+                country=key.country,
+                capability=key.capability,
+                kind=key.kind,
+                user_id=key.user_id,
+                description=f"{name}, {key.kind}" + (f", {key.country}" if key.country else ""),
+                total_minutes=total,
+                used_minutes=used,
+                available_minutes=max(total - used, 0),
+                percent_used=percent,
+            )
+        )
+    return out
+
+
+router = Router(
+    path="/v1/orgs/{org:str}",
+    route_handlers=[authorize, usage, end, get_call, cdrs, sms, pools],
+    tags=["usage"],
+)

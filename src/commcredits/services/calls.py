@@ -1,0 +1,727 @@
+"""Use cases of usage: real-time calls, finished-call batches (CDRs) and messages.
+
+Every call is decided by the pure :func:`commcredits.domain.charging.decide`, funded from the
+right source, charged once and recorded. A live call holds a *reservation* while it runs:
+pool minutes, or money set aside on the credit account, so concurrent calls can never together
+spend more than the balance (R-28). ``end`` rates the whole call once, releases what was not
+used and writes the ``usage`` ledger entry that names the call. A switch that never ends its
+calls leaves reservations that the ``call_reservations`` job releases after a while, charging
+only the seconds the switch had confirmed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from commcredits.adapters.clock import Clock
+from commcredits.domain import charging
+from commcredits.domain.charging import CallFacts, OrgFacts, SmsFacts
+from commcredits.domain.credits import CreditOrder
+from commcredits.domain.directory import TOLL_FREE_KINDS, User
+from commcredits.domain.errors import CommcreditsError, InvalidRequest, NotFound, RuleViolation
+from commcredits.domain.licensing import Catalogue
+from commcredits.domain.pools import PoolKey, PoolMember, PoolState, month_of, pool_sizes
+from commcredits.domain.rating import Rate, RateTable, classify, price
+from commcredits.domain.usage import CallRecord, SmsRecord
+from commcredits.services.account import AccountSession
+from commcredits.services.credits import Credits
+from commcredits.services.orgs import get_org
+from commcredits.services.rating import Rating
+from commcredits.store.database import Store, UnitOfWork, retrying
+from commcredits.store.directory import NumberRepository, UserRepository
+from commcredits.store.usage import CallRepository, PoolRepository, SmsRepository
+
+ZERO = Decimal(0)
+POOL_CACHE_SECONDS = 10.0
+"""Pool sizes are recomputed from the licenses at most this often per organization."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequest:
+    call_id: str
+    call_type: str
+    user: str | None
+    from_number: str
+    to_number: str
+    conference_id: str | None = None
+    start_time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CdrRecord:
+    call_id: str
+    call_type: str
+    user: str | None
+    from_number: str
+    to_number: str
+    start_time: datetime
+    duration_seconds: int
+    conference_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CdrResult:
+    call_id: str
+    status: str  # charged | duplicate | rejected
+    charge: Decimal | None = None
+    error: str | None = None
+    record: CallRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SmsRequest:
+    sms_id: str
+    user: str | None
+    direction: str
+    from_number: str
+    to_number: str
+    units: int
+    sent_at: datetime | None = None
+
+
+def pool_name(key: PoolKey) -> str:
+    """How a pool is keyed in the store (the month is a column of its own)."""
+    return "|".join([key.country or "*", key.capability, key.kind, key.user_id or ""])
+
+
+def _pool_key(name: str, month: str) -> PoolKey:
+    country, capability, kind, user = name.split("|")
+    return PoolKey(
+        country=None if country == "*" else country,
+        capability=capability,
+        month=month,
+        kind=kind,  # type: ignore[arg-type]
+        user_id=user or None,
+    )
+
+
+def _month_start(at: datetime) -> datetime:
+    return at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+class Calls:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        catalogue: Catalogue,
+        rating: Rating,
+        credits: Credits,
+        *,
+        slice_seconds: int = 300,
+        reservation_ttl: timedelta = timedelta(minutes=15),
+    ):
+        self.store = store
+        self.clock = clock
+        self.catalogue = catalogue
+        self.rating = rating
+        self.credits = credits
+        self.slice_seconds = slice_seconds
+        self.reservation_ttl = reservation_ttl
+        self._sizes: dict[tuple[str, str], tuple[float, dict[PoolKey, int]]] = {}
+        self._sizes_lock = threading.Lock()
+
+    # -- shared pieces ------------------------------------------------------------------------
+
+    def _rates(self) -> tuple[str | None, RateTable]:
+        try:
+            return self.rating.table()
+        except NotFound:
+            return None, RateTable([])  # no table yet: anything that needs a rate is refused
+
+    def _pool_sizes(self, uow: UnitOfWork, org_id: str, at: datetime) -> dict[PoolKey, int]:
+        """Sizes from the licenses held now (our choice, R-31), cached a few seconds."""
+        month = month_of(at)
+        now = time.monotonic()
+        with self._sizes_lock:
+            cached = self._sizes.get((org_id, month))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        members = [
+            PoolMember(u.id, u.licenses, u.usage_location)
+            for u in UserRepository(uow.conn).all(org_id)
+        ]
+        sizes = pool_sizes(members, at, self.catalogue)
+        with self._sizes_lock:
+            self._sizes[(org_id, month)] = (now + POOL_CACHE_SECONDS, sizes)
+        return sizes
+
+    def _pools(self, uow: UnitOfWork, org_id: str, at: datetime) -> PoolState:
+        month = month_of(at)
+        taken = {
+            _pool_key(name, month): used + reserved
+            for name, (used, reserved) in PoolRepository(uow.conn).usage(org_id, month).items()
+        }
+        return PoolState.from_usage(self._pool_sizes(uow, org_id, at), taken)
+
+    def _user(self, uow: UnitOfWork, org_id: str, upn: str | None) -> User | None:
+        if not upn:
+            return None
+        return UserRepository(uow.conn).get(org_id, upn)
+
+    def _facts(
+        self, uow: UnitOfWork, session: AccountSession, request: CallRequest, at: datetime
+    ) -> tuple[CallFacts, User | None]:
+        org = session.org
+        user = self._user(uow, org.id, request.user)
+        numbers = NumberRepository(uow.conn)
+        org_number = request.to_number if request.call_type.endswith("_in") else None
+        called = numbers.get(org.id, org_number) if org_number else None
+        spent = ZERO
+        if user is not None:
+            spent = CallRepository(uow.conn).spent_since(org.id, user.id, _month_start(at))
+        facts = CallFacts(
+            call_type=request.call_type,
+            from_number=request.from_number,
+            to_number=request.to_number,
+            user_id=user.id if user else None,
+            licenses=self.catalogue.effective(user.licenses) if user else frozenset(),
+            usage_location=user.usage_location if user else None,
+            pstn_policy=(user.pstn_policy if user else None) or org.pstn_policy,
+            dialout_policy=(user.dialout_policy if user else None) or org.dialout_policy,
+            spend_limit=user.spend_limit if user else None,
+            spent_this_month=spent,
+            toll_free=called is not None and called.kind in TOLL_FREE_KINDS,
+        )
+        return facts, user
+
+    @staticmethod
+    def _org_facts(session: AccountSession) -> OrgFacts:
+        org = session.org
+        return OrgFacts(org.billing, org.overage_enabled, org.currency, session.available)
+
+    # -- live calls ---------------------------------------------------------------------------
+
+    def authorize(self, org_id: str, request: CallRequest) -> CallRecord:
+        """Decide a new call and reserve its first slice. Repeating a call id answers the
+        first decision again."""
+        record, order = self._authorize(org_id, request)
+        self.credits.pay_if_started(order)
+        return record
+
+    @retrying()
+    def _authorize(
+        self, org_id: str, request: CallRequest
+    ) -> tuple[CallRecord, CreditOrder | None]:
+        if not request.call_id or len(request.call_id) > 255:
+            raise InvalidRequest(
+                "call_id has 1 to 255 characters", code="invalid_call_id", field="call_id"
+            )
+        now = self.clock.now()
+        start = request.start_time or now
+        table_id, rates = self._rates()
+        with self.store.unit_of_work() as uow:
+            session = AccountSession(uow, org_id, now)
+            calls = CallRepository(uow.conn)
+            existing = calls.get(org_id, request.call_id)
+            if existing is not None:
+                return existing, None
+            facts, user = self._facts(uow, session, request, start)
+            decision = charging.decide(
+                facts,
+                self._org_facts(session),
+                self._pools(uow, org_id, start),
+                rates,
+                start,
+                self.slice_seconds,
+                catalogue=self.catalogue,
+            )
+            record = self._new_record(
+                session, request, user, start, decision, table_id, source="live"
+            )
+            record = self._reserve(uow, session, record, decision, start, now)
+            calls.add(record)
+            order = self.credits.maybe_start_recharge(uow, session) if record.reserved else None
+            session.close()
+            uow.commit()
+        return record, order
+
+    def _new_record(
+        self,
+        session: AccountSession,
+        request: CallRequest | CdrRecord,
+        user: User | None,
+        start: datetime,
+        decision: charging.Decision,
+        table_id: str | None,
+        *,
+        source: str,
+    ) -> CallRecord:
+        try:
+            destination = classify(
+                request.from_number if request.call_type.endswith("_in") else request.to_number
+            )
+            external, number_type = destination.country, destination.number_type
+        except RuleViolation:
+            external, number_type = None, None
+        rate = decision.rate
+        domestic = (
+            self.catalogue.is_domestic(user.usage_location, external)
+            if user is not None and user.usage_location and external
+            else None
+        )
+        return CallRecord(
+            org_id=session.org.id,
+            call_id=request.call_id,
+            call_type=request.call_type,
+            user_id=user.id if user else None,
+            upn=user.upn if user else None,
+            display_name=user.display_name if user else None,
+            user_location=user.usage_location if user else None,
+            from_number=request.from_number,
+            to_number=request.to_number,
+            conference_id=request.conference_id,
+            status="active" if decision.allowed else "denied",
+            decision=decision.decision,
+            reason=decision.reason,
+            funding=decision.funding,
+            capability=decision.capability,
+            external_country=external,
+            number_type=number_type,
+            domestic=domestic,
+            pool=pool_name(decision.pool) if decision.pool else None,
+            pool_minutes=0,
+            reserved_pool_minutes=0,
+            rate_table_id=table_id if rate else None,
+            rate_line=rate.line if rate else None,
+            rate=rate.rate if rate else None,
+            connection_fee=rate.connection_fee if rate else None,
+            first_increment=rate.first_increment if rate else None,
+            increment=rate.increment if rate else None,
+            currency=session.org.currency,
+            charge=ZERO,
+            connection_fee_charged=ZERO,
+            reserved=ZERO,
+            granted_seconds=0,
+            used_seconds=0,
+            start_time=start,
+            end_time=None,
+            duration_seconds=None,
+            reservation_expires_at=None,
+            source=source,  # type: ignore[arg-type]
+        )
+
+    def _reserve(
+        self,
+        uow: UnitOfWork,
+        session: AccountSession,
+        record: CallRecord,
+        decision: charging.Decision,
+        start: datetime,
+        now: datetime,
+    ) -> CallRecord:
+        """Set aside what the granted slice may cost: pool minutes, or money."""
+        if not decision.allowed:
+            return record
+        granted = decision.granted_seconds
+        minutes = 0
+        money = ZERO
+        if decision.funding == "pool" and decision.pool is not None:
+            minutes = -(-granted // 60)
+            PoolRepository(uow.conn).add(
+                session.org.id, month_of(start), pool_name(decision.pool), reserved=minutes
+            )
+        elif decision.funding == "credits" and decision.rate is not None:
+            money = min(charging.slice_cost(decision.rate, granted), session.available)
+            session.reserve(money)
+        return replace(
+            record,
+            granted_seconds=record.granted_seconds + granted,
+            reserved_pool_minutes=record.reserved_pool_minutes + minutes,
+            reserved=record.reserved + money,
+            reservation_expires_at=now + self.reservation_ttl,
+        )
+
+    def usage(self, org_id: str, call_id: str, used_seconds: int) -> int:
+        """The switch reports how long the call has lasted and asks for the next slice.
+        Answers the seconds granted beyond ``used_seconds``: 0 means hang up."""
+        granted, order = self._usage(org_id, call_id, used_seconds)
+        self.credits.pay_if_started(order)
+        return granted
+
+    @retrying()
+    def _usage(
+        self, org_id: str, call_id: str, used_seconds: int
+    ) -> tuple[int, CreditOrder | None]:
+        if used_seconds < 0:
+            raise InvalidRequest("used_seconds cannot be negative", field="used_seconds")
+        now = self.clock.now()
+        _, rates = self._rates()
+        with self.store.unit_of_work() as uow:
+            session = AccountSession(uow, org_id, now)
+            calls = CallRepository(uow.conn)
+            record = self._call(calls, org_id, call_id)
+            if record.status != "active":
+                return 0, None
+            record = replace(record, used_seconds=max(record.used_seconds, used_seconds))
+            remaining = record.granted_seconds - record.used_seconds
+            order = None
+            if remaining < self.slice_seconds // 2:
+                request = CallRequest(
+                    record.call_id,
+                    record.call_type,
+                    record.upn,
+                    record.from_number,
+                    record.to_number,
+                    record.conference_id,
+                    record.start_time,
+                )
+                facts, _ = self._facts(uow, session, request, record.start_time)
+                # What this call already holds is not spent yet: it does not count against it.
+                facts = replace(
+                    facts, spent_this_month=max(facts.spent_this_month - record.reserved, ZERO)
+                )
+                decision = charging.decide(
+                    facts,
+                    self._org_facts(session),
+                    self._pools(uow, org_id, record.start_time),
+                    rates,
+                    record.start_time,
+                    self.slice_seconds,
+                    catalogue=self.catalogue,
+                )
+                record = self._reserve(uow, session, record, decision, record.start_time, now)
+                order = (
+                    self.credits.maybe_start_recharge(uow, session) if decision.allowed else None
+                )
+            else:
+                record = replace(record, reservation_expires_at=now + self.reservation_ttl)
+            calls.save(record)
+            session.close()
+            uow.commit()
+        return max(record.granted_seconds - record.used_seconds, 0), order
+
+    @staticmethod
+    def _call(calls: CallRepository, org_id: str, call_id: str) -> CallRecord:
+        record = calls.get(org_id, call_id)
+        if record is None:
+            raise NotFound(f"no call {call_id!r}", code="call_not_found")
+        return record
+
+    def end(
+        self, org_id: str, call_id: str, duration_seconds: int, end_time: datetime | None = None
+    ) -> CallRecord:
+        """The call is over: rate it once, draw its pool minutes, charge it, release the rest."""
+        record, order = self._end(org_id, call_id, duration_seconds, end_time)
+        self.credits.pay_if_started(order)
+        return record
+
+    @retrying()
+    def _end(
+        self, org_id: str, call_id: str, duration: int, end_time: datetime | None
+    ) -> tuple[CallRecord, CreditOrder | None]:
+        if duration < 0:
+            raise InvalidRequest("duration_seconds cannot be negative", field="duration_seconds")
+        now = self.clock.now()
+        with self.store.unit_of_work() as uow:
+            session = AccountSession(uow, org_id, now)
+            calls = CallRepository(uow.conn)
+            record = self._call(calls, org_id, call_id)
+            if record.status != "active":
+                return record, None  # ended (or refused) already: never charged twice
+            record = self._settle(
+                uow,
+                session,
+                record,
+                duration,
+                end_time or record.start_time + timedelta(seconds=duration),
+            )
+            calls.save(record)
+            order = self.credits.after_debit(uow, session)
+            session.close()
+            uow.commit()
+        return record, order
+
+    def _settle(
+        self,
+        uow: UnitOfWork,
+        session: AccountSession,
+        record: CallRecord,
+        duration: int,
+        end_time: datetime,
+    ) -> CallRecord:
+        org_id = session.org.id
+        month = month_of(record.start_time)
+        pools = PoolRepository(uow.conn)
+        rate = self._rate_of(record)
+        pool_minutes = 0
+        charged = ZERO
+        fee = ZERO
+        if record.funding == "pool" and record.pool:
+            key = _pool_key(record.pool, month)
+            # The pool holds what this call reserved, plus whatever else is still free in it.
+            left = (
+                self._pools(uow, org_id, record.start_time).minutes_left(key)
+                + record.reserved_pool_minutes
+            )
+            if rate is not None:
+                split = charging.split_charge(duration, left, rate)
+                pool_minutes, charged = split.pool_minutes, split.charge.charge
+                fee = rate.connection_fee if split.charged_seconds else ZERO
+            else:
+                pool_minutes = min(-(-duration // 60), left)
+            pools.add(
+                org_id,
+                month,
+                record.pool,
+                used=pool_minutes,
+                reserved=-record.reserved_pool_minutes,
+            )
+        elif record.funding in ("credits", "overage") and rate is not None:
+            result = price(rate, duration)
+            charged, fee = result.charge, (rate.connection_fee if result.units else ZERO)
+        elif record.reserved_pool_minutes and record.pool:
+            pools.add(org_id, month, record.pool, reserved=-record.reserved_pool_minutes)
+        session.release(record.reserved)
+        capability = record.capability
+        if charged > 0 and record.funding == "pool":
+            capability = "MCOPSTNPP"  # R-50a: the license that paid the charge
+        if charged > 0 and record.funding != "overage":
+            take = min(charged, session.available)
+            if take > 0:
+                session.debit(
+                    take, kind="usage", reference=record.call_id, description=record.call_type
+                )
+        return replace(
+            record,
+            status="ended",
+            capability=capability,
+            pool_minutes=pool_minutes,
+            reserved_pool_minutes=0,
+            charge=charged,
+            connection_fee_charged=fee,
+            reserved=ZERO,
+            used_seconds=duration,
+            duration_seconds=duration,
+            end_time=end_time,
+            reservation_expires_at=None,
+        )
+
+    @staticmethod
+    def _rate_of(record: CallRecord) -> Rate | None:
+        """The rate the call was decided with, rebuilt from the record (a later table never
+        changes a call already rated)."""
+        if record.rate is None or record.first_increment is None or record.increment is None:
+            return None
+        return Rate(
+            line=record.rate_line or 0,
+            service="outbound",
+            prefix="",
+            country="",
+            number_type="any",
+            rate=record.rate,
+            connection_fee=record.connection_fee or ZERO,
+            first_increment=record.first_increment,
+            increment=record.increment,
+            currency=record.currency,
+            effective_from=None,
+            effective_to=None,
+            description="",
+        )
+
+    def get(self, org_id: str, call_id: str) -> CallRecord:
+        with self.store.unit_of_work(read_only=True) as uow:
+            return self._call(CallRepository(uow.conn), org_id, call_id)
+
+    # -- finished calls -------------------------------------------------------------------------
+
+    def import_cdrs(self, org_id: str, records: Sequence[CdrRecord]) -> list[CdrResult]:
+        """Rate and charge finished calls in one go, in start-time order; a call id is charged
+        at most once ever, and a bad record is rejected while the good ones go through."""
+        results, order = self._import_cdrs(org_id, records)
+        self.credits.pay_if_started(order)
+        by_id = {r.call_id: r for r in results}
+        return [by_id.get(r.call_id) or CdrResult(r.call_id, "duplicate") for r in records]
+
+    @retrying()
+    def _import_cdrs(
+        self, org_id: str, records: Sequence[CdrRecord]
+    ) -> tuple[list[CdrResult], CreditOrder | None]:
+        now = self.clock.now()
+        table_id, rates = self._rates()
+        results: list[CdrResult] = []
+        with self.store.unit_of_work() as uow:
+            session = AccountSession(uow, org_id, now)
+            calls = CallRepository(uow.conn)
+            seen = calls.existing_ids(org_id, [r.call_id for r in records])
+            for cdr in sorted(records, key=lambda r: r.start_time):
+                if cdr.call_id in seen:
+                    results.append(CdrResult(cdr.call_id, "duplicate"))
+                    continue
+                seen.add(cdr.call_id)
+                try:
+                    with uow.conn.begin_nested():
+                        results.append(self._one_cdr(uow, session, cdr, rates, table_id, now))
+                except CommcreditsError as exc:
+                    results.append(CdrResult(cdr.call_id, "rejected", error=exc.code))
+            order = self.credits.after_debit(uow, session)
+            session.close()
+            uow.commit()
+        return results, order
+
+    def _one_cdr(
+        self,
+        uow: UnitOfWork,
+        session: AccountSession,
+        cdr: CdrRecord,
+        rates: RateTable,
+        table_id: str | None,
+        now: datetime,
+    ) -> CdrResult:
+        if cdr.duration_seconds < 0:
+            raise InvalidRequest("duration_seconds cannot be negative", field="duration_seconds")
+        request = CallRequest(
+            cdr.call_id,
+            cdr.call_type,
+            cdr.user,
+            cdr.from_number,
+            cdr.to_number,
+            cdr.conference_id,
+            cdr.start_time,
+        )
+        facts, user = self._facts(uow, session, request, cdr.start_time)
+        decision = charging.decide(
+            facts,
+            self._org_facts(session),
+            self._pools(uow, session.org.id, cdr.start_time),
+            rates,
+            cdr.start_time,
+            max(cdr.duration_seconds, 1),
+            catalogue=self.catalogue,
+        )
+        record = self._new_record(
+            session, cdr, user, cdr.start_time, decision, table_id, source="cdr"
+        )
+        if not decision.allowed:
+            CallRepository(uow.conn).add(record)
+            return CdrResult(cdr.call_id, "rejected", error=decision.reason, record=record)
+        record = self._reserve(uow, session, record, decision, cdr.start_time, now)
+        end_time = cdr.start_time + timedelta(seconds=cdr.duration_seconds)
+        record = self._settle(uow, session, record, cdr.duration_seconds, end_time)
+        CallRepository(uow.conn).add(record)
+        return CdrResult(cdr.call_id, "charged", charge=record.charge, record=record)
+
+    # -- reservations of calls nobody ended ------------------------------------------------------
+
+    def release_expired(self) -> int:
+        """End calls whose switch went quiet: charge the seconds it had confirmed, release the
+        rest of the reservation."""
+        now = self.clock.now()
+        with self.store.unit_of_work(read_only=True) as uow:
+            due = CallRepository(uow.conn).expired_reservations(now)
+        for org_id, call_id in due:
+            record = self.get(org_id, call_id)
+            self.end(org_id, call_id, record.used_seconds)
+        return len(due)
+
+    def next_expiry(self) -> datetime | None:
+        with self.store.unit_of_work(read_only=True) as uow:
+            return CallRepository(uow.conn).next_reservation_expiry()
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def sms(self, org_id: str, request: SmsRequest) -> SmsRecord:
+        record, order = self._sms(org_id, request)
+        self.credits.pay_if_started(order)
+        return record
+
+    @retrying()
+    def _sms(self, org_id: str, request: SmsRequest) -> tuple[SmsRecord, CreditOrder | None]:
+        if request.direction not in ("outbound", "inbound"):
+            raise InvalidRequest(
+                "direction is outbound or inbound", code="invalid_value", field="direction"
+            )
+        now = self.clock.now()
+        at = request.sent_at or now
+        _, rates = self._rates()
+        with self.store.unit_of_work() as uow:
+            session = AccountSession(uow, org_id, now)
+            messages = SmsRepository(uow.conn)
+            existing = messages.get(org_id, request.sms_id)
+            if existing is not None:
+                return existing, None
+            user = self._user(uow, org_id, request.user)
+            decision = charging.sms_decision(
+                SmsFacts(
+                    direction=request.direction,  # type: ignore[arg-type]
+                    from_number=request.from_number,
+                    to_number=request.to_number,
+                    units=request.units,
+                    user_id=user.id if user else None,
+                    licenses=self.catalogue.effective(user.licenses) if user else frozenset(),
+                ),
+                self._org_facts(session),
+                self._pools(uow, org_id, at),
+                rates,
+                at,
+                catalogue=self.catalogue,
+            )
+            if decision.allowed and decision.pool is not None and decision.pool_units:
+                PoolRepository(uow.conn).add(
+                    org_id, month_of(at), pool_name(decision.pool), used=decision.pool_units
+                )
+            if decision.allowed and decision.charge > 0 and decision.funding == "credits":
+                session.debit(
+                    decision.charge, kind="usage", reference=request.sms_id, description="sms"
+                )
+
+            def country(number: str) -> str | None:
+                try:
+                    return classify(number).country
+                except RuleViolation:
+                    return None
+
+            record = SmsRecord(
+                org_id=org_id,
+                sms_id=request.sms_id,
+                user_id=user.id if user else None,
+                upn=user.upn if user else None,
+                display_name=user.display_name if user else None,
+                direction=request.direction,  # type: ignore[arg-type]
+                from_number=request.from_number,
+                to_number=request.to_number,
+                units=request.units,
+                decision=decision.decision,
+                reason=decision.reason,
+                funding=decision.funding,
+                capability=decision.capability,
+                pool=pool_name(decision.pool) if decision.pool else None,
+                pool_units=decision.pool_units,
+                charge=decision.charge if decision.allowed else ZERO,
+                currency=session.org.currency,
+                from_country=country(request.from_number),
+                to_country=country(request.to_number),
+                sent_at=at,
+            )
+            messages.add(record)
+            order = self.credits.after_debit(uow, session)
+            session.close()
+            uow.commit()
+        return record, order
+
+    # -- pools --------------------------------------------------------------------------------
+
+    def pools(self, org_id: str, month: str | None = None) -> list[tuple[PoolKey, int, int]]:
+        """Each pool of the month: (key, total, used), R-54."""
+        now = self.clock.now()
+        with self.store.unit_of_work(read_only=True) as uow:
+            get_org(uow, org_id)
+            at = now
+            if month is not None:
+                try:
+                    at = datetime.strptime(month + "-01", "%Y-%m-%d").replace(tzinfo=now.tzinfo)
+                except ValueError:
+                    raise InvalidRequest("month is YYYY-MM", field="month") from None
+            key_month = month_of(at)
+            sizes = self._pool_sizes(uow, org_id, at)
+            used = {
+                _pool_key(name, key_month): u
+                for name, (u, _) in PoolRepository(uow.conn).usage(org_id, key_month).items()
+            }
+        keys = sorted(set(sizes) | set(used), key=pool_name)
+        return [(key, sizes.get(key, 0), used.get(key, 0)) for key in keys]
