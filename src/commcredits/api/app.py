@@ -30,6 +30,7 @@ def create_app(container: Container) -> Litestar:
             credits.router,
             rates.router,
             usage.router,
+            usage.edge_router,
             system.router,
             system.health,
             openapi_json,

@@ -195,6 +195,27 @@ class Calls:
         org = session.org
         return OrgFacts(org.billing, org.overage_enabled, org.currency, session.available)
 
+    # -- the many-organization edge ----------------------------------------------------------
+
+    def route(self, request: CallRequest) -> tuple[str, CallRequest] | None:
+        """The organization (and user) a call belongs to, found from its numbers: the ``from``
+        number for outbound call types, the ``to`` number for inbound ones. None: unknown."""
+        inbound = request.call_type.endswith("_in")
+        number = request.to_number if inbound else request.from_number
+        try:
+            e164 = classify(number).e164
+        except RuleViolation:
+            return None
+        with self.store.unit_of_work(read_only=True) as uow:
+            owned = NumberRepository(uow.conn).get_any(e164)
+            if owned is None:
+                return None
+            user = request.user
+            if user is None and owned.user_id is not None:
+                found = UserRepository(uow.conn).get(owned.org_id, owned.user_id)
+                user = found.upn if found else None
+        return owned.org_id, replace(request, user=user)
+
     # -- live calls ---------------------------------------------------------------------------
 
     def authorize(self, org_id: str, request: CallRequest) -> CallRecord:
@@ -523,6 +544,12 @@ class Calls:
             effective_to=None,
             description="",
         )
+
+    def org_of_call(self, call_id: str) -> str | None:
+        """The organization of a call id, for the edge's follow-up requests. Call ids are the
+        switch's own (SIP Call-IDs): unique enough across organizations; the oldest wins."""
+        with self.store.unit_of_work(read_only=True) as uow:
+            return CallRepository(uow.conn).org_of(call_id)
 
     def get(self, org_id: str, call_id: str) -> CallRecord:
         with self.store.unit_of_work(read_only=True) as uow:

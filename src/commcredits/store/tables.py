@@ -433,6 +433,8 @@ calls = Table(
     CheckConstraint("status IN ('active', 'ended', 'denied')", name="status_known"),
     CheckConstraint("charge_micros >= 0 AND reserved_micros >= 0", name="money_not_negative"),
     Index("ix_calls_org_id_start_time", "org_id", "start_time"),
+    # The telephony edge follows up on a call by its id alone (API.md, POST /v1/calls).
+    Index("ix_calls_call_id", "call_id"),
     Index("ix_calls_status_reservation_expires_at", "status", "reservation_expires_at"),
 )
 

@@ -68,6 +68,15 @@ class CallRepository:
         ).first()
         return _call(row) if row else None
 
+    def org_of(self, call_id: str) -> str | None:
+        value: str | None = self.conn.execute(
+            select(calls.c.org_id)
+            .where(calls.c.call_id == call_id)
+            .order_by(calls.c.start_time)
+            .limit(1)
+        ).scalar_one_or_none()
+        return value
+
     def existing_ids(self, org_id: str, call_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
         for start in range(0, len(call_ids), 500):

@@ -12,6 +12,7 @@ from msgspec import Meta, Struct, field
 from commcredits.api.schemas import Request as Body
 from commcredits.api.schemas import UtcTime
 from commcredits.api.support import blocking, container_of
+from commcredits.domain.errors import NotFound
 from commcredits.domain.money import Money
 from commcredits.domain.usage import CallRecord
 from commcredits.services.calls import CallRequest, CdrRecord, SmsRequest
@@ -295,6 +296,100 @@ async def pools(
         )
     return out
 
+
+class EdgeDecisionOut(DecisionOut):
+    org: str | None = None
+
+
+class EdgeCall(NewCall):
+    pass
+
+
+class EdgeUsage(Usage):
+    org: Annotated[str, Meta(max_length=40)] | None = None
+
+
+class EdgeEnd(EndCall):
+    org: Annotated[str, Meta(max_length=40)] | None = None
+
+
+@post(
+    "/calls",
+    opt={"area": "platform_calls"},
+    status_code=201,
+    summary="Authorize a call for whichever organization owns its number (telephony edge)",
+)
+async def edge_authorize(request: AnyRequest, data: JSONBody[EdgeCall]) -> EdgeDecisionOut:
+    calls = container_of(request).calls
+    call = CallRequest(
+        call_id=data.call_id,
+        call_type=data.call_type,
+        user=data.user,
+        from_number=data.from_,
+        to_number=data.to,
+        conference_id=data.conference_id,
+        start_time=data.start_time,
+    )
+    routed = await blocking(calls.route, call)
+    if routed is None:
+        return EdgeDecisionOut(
+            call_id=data.call_id,
+            decision="deny",
+            reason="unknown_number",
+            granted_seconds=0,
+            funding=None,
+            capability=None,
+            org=None,
+        )
+    org_id, call = routed
+    record = await blocking(calls.authorize, org_id, call)
+    decision = _decision(record)
+    return EdgeDecisionOut(
+        **{f: getattr(decision, f) for f in decision.__struct_fields__}, org=org_id
+    )
+
+
+async def _edge_org(request: AnyRequest, call_id: str, org: str | None) -> str:
+    """The organization of a call the edge authorized: given, or found from the call id."""
+    if org:
+        return org
+    found = await blocking(container_of(request).calls.org_of_call, call_id)
+    if found is None:
+        raise NotFound(f"no call {call_id!r}", code="call_not_found")
+    return found
+
+
+@post(
+    "/calls/{call_id:str}/usage",
+    opt={"area": "platform_calls"},
+    status_code=200,
+    summary="Next slice (edge)",
+)
+async def edge_usage(
+    request: AnyRequest, call_id: FromPath[str], data: JSONBody[EdgeUsage]
+) -> GrantOut:
+    org = await _edge_org(request, call_id, data.org)
+    granted = await blocking(container_of(request).calls.usage, org, call_id, data.used_seconds)
+    return GrantOut(granted_seconds=granted)
+
+
+@post(
+    "/calls/{call_id:str}/end",
+    opt={"area": "platform_calls"},
+    status_code=200,
+    summary="End a call (edge)",
+)
+async def edge_end(request: AnyRequest, call_id: FromPath[str], data: JSONBody[EdgeEnd]) -> CallOut:
+    org = await _edge_org(request, call_id, data.org)
+    record = await blocking(
+        container_of(request).calls.end, org, call_id, data.duration_seconds, data.end_time
+    )
+    return _call_out(record)
+
+
+edge_router = Router(
+    path="/v1", route_handlers=[edge_authorize, edge_usage, edge_end], tags=["telephony edge"]
+)
 
 router = Router(
     path="/v1/orgs/{org:str}",

@@ -75,6 +75,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("org_id", "call_id", name=op.f("pk_calls")),
     )
     with op.batch_alter_table("calls", schema=None) as batch_op:
+        batch_op.create_index("ix_calls_call_id", ["call_id"], unique=False)
         batch_op.create_index("ix_calls_org_id_start_time", ["org_id", "start_time"], unique=False)
         batch_op.create_index(
             "ix_calls_status_reservation_expires_at",
@@ -134,6 +135,7 @@ def downgrade() -> None:
     op.drop_table("sms_messages")
     op.drop_table("pool_usage")
     with op.batch_alter_table("calls", schema=None) as batch_op:
+        batch_op.drop_index("ix_calls_call_id")
         batch_op.drop_index("ix_calls_status_reservation_expires_at")
         batch_op.drop_index("ix_calls_org_id_start_time")
 
