@@ -329,5 +329,6 @@ from commcredits.cli import credits as _credits  # noqa: E402
 from commcredits.cli import directory as _directory  # noqa: E402
 from commcredits.cli import rates as _rates  # noqa: E402
 from commcredits.cli import tariffplan as _tariffplan  # noqa: E402
+from commcredits.cli import usage as _usage  # noqa: E402
 
-__all__ = ["_credits", "_directory", "_rates", "_tariffplan", "app"]
+__all__ = ["_credits", "_directory", "_rates", "_tariffplan", "_usage", "app"]

@@ -625,7 +625,7 @@ class Calls:
             session, cdr, user, cdr.start_time, decision, table_id, source="cdr"
         )
         if not decision.allowed:
-            CallRepository(uow.conn).add(record)
+            # Not kept: once the cause is fixed (a license, funds), the record can be sent again.
             return CdrResult(cdr.call_id, "rejected", error=decision.reason, record=record)
         record = self._reserve(uow, session, record, decision, cdr.start_time, now)
         end_time = cdr.start_time + timedelta(seconds=cdr.duration_seconds)
