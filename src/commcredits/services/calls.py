@@ -28,6 +28,7 @@ from commcredits.domain.licensing import Catalogue
 from commcredits.domain.pools import PoolKey, PoolMember, PoolState, month_of, pool_sizes
 from commcredits.domain.rating import Rate, RateTable, classify, price
 from commcredits.domain.usage import CallRecord, SmsRecord
+from commcredits.services import notices
 from commcredits.services.account import AccountSession
 from commcredits.services.credits import Credits
 from commcredits.services.orgs import get_org
@@ -493,6 +494,8 @@ class Calls:
                 used=pool_minutes,
                 reserved=-record.reserved_pool_minutes,
             )
+            if key.kind == "dialout":
+                self._dialout_notices(uow, session, key, month)
         elif record.funding in ("credits", "overage") and rate is not None:
             result = price(rate, duration)
             charged, fee = result.charge, (rate.connection_fee if result.units else ZERO)
@@ -522,6 +525,24 @@ class Calls:
             end_time=end_time,
             reservation_expires_at=None,
         )
+
+    def _dialout_notices(
+        self, uow: UnitOfWork, session: AccountSession, key: PoolKey, month: str
+    ) -> None:
+        """R-35: tell the billing admins at 80% and at 100% of the dial-out pool, once each."""
+        pools = PoolRepository(uow.conn)
+        name = pool_name(key)
+        size = self._pool_sizes(uow, session.org.id, session.now).get(key, 0)
+        used, _ = pools.usage(session.org.id, month).get(name, (0, 0))
+        if size <= 0:
+            return
+        percent = used * 100 // size
+        told = pools.notified(session.org.id, month, name)
+        for threshold in (80, 100):
+            if percent >= threshold > told:
+                notices.dialout_pool(uow, session.org, threshold, used, size, month, session.now)
+                told = threshold
+        pools.mark_notified(session.org.id, month, name, told)
 
     @staticmethod
     def _rate_of(record: CallRecord) -> Rate | None:

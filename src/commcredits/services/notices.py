@@ -117,3 +117,28 @@ def lots_expiring(
         f"{lines}\nCredits expire 12 months after purchase; what is left then is forfeited.\n",
         now,
     )
+
+
+def dialout_pool(
+    uow: UnitOfWork,
+    org: Organization,
+    percent: int,
+    used: int,
+    size: int,
+    month: str,
+    now: datetime,
+) -> None:
+    """R-35: the conferencing dial-out pool reached 80% or 100% this month."""
+    then = (
+        "Further dial-out to Zone A is charged per minute from Communications Credits."
+        if percent >= 100
+        else "Beyond the pool, dial-out is charged per minute from Communications Credits."
+    )
+    _send(
+        uow,
+        org,
+        f"dialout_pool_{percent}",
+        f"Meeting dial-out minutes {percent}% used",
+        f"{used} of the {size} meeting dial-out minutes for {month} have been used.\n{then}\n",
+        now,
+    )
