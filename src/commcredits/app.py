@@ -19,6 +19,7 @@ from commcredits.jobs.catalog import (
     ExpiryWarningJob,
     IdempotencyPurgeJob,
     MailDispatchJob,
+    OverageInvoiceJob,
     PendingOrderJob,
     RechargeRetryJob,
 )
@@ -29,6 +30,7 @@ from commcredits.services.directory import Directory
 from commcredits.services.keys import Keys
 from commcredits.services.mail import Mailer
 from commcredits.services.orgs import Organizations
+from commcredits.services.overage import OverageInvoicing
 from commcredits.services.rating import Rating
 from commcredits.settings import Settings
 from commcredits.store import migrate
@@ -118,6 +120,7 @@ def build(
             CreditExpiryJob(credits),
             ExpiryWarningJob(credits),
             RechargeRetryJob(credits),
+            OverageInvoiceJob(OverageInvoicing(store, clock)),
             PendingOrderJob(credits),
             MailDispatchJob(mailer),
             IdempotencyPurgeJob(store, clock),

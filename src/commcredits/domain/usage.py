@@ -50,6 +50,7 @@ class CallRecord:
     duration_seconds: int | None
     reservation_expires_at: datetime | None
     source: Literal["live", "cdr"]
+    invoice_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +75,4 @@ class SmsRecord:
     from_country: str | None
     to_country: str | None
     sent_at: datetime
+    invoice_id: str | None = None

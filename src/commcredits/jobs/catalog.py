@@ -11,6 +11,7 @@ from commcredits.domain.credits import EXPIRY_WARNINGS_DAYS
 from commcredits.services.calls import Calls
 from commcredits.services.credits import Credits
 from commcredits.services.mail import Mailer
+from commcredits.services.overage import OverageInvoicing
 from commcredits.store.database import Store
 from commcredits.store.idempotency import IdempotencyRepository
 from commcredits.store.tables import idempotency_records
@@ -134,3 +135,18 @@ class CallReservationJob:
 
     def run(self) -> int:
         return self.calls.release_expired()
+
+
+class OverageInvoiceJob:
+    """R-04: at the end of each month, one overage invoice per postpaid organization."""
+
+    name = "overage_invoices"
+
+    def __init__(self, invoicing: OverageInvoicing):
+        self.invoicing = invoicing
+
+    def next_due(self) -> datetime | None:
+        return self.invoicing.next_due()
+
+    def run(self) -> int:
+        return self.invoicing.run()

@@ -430,6 +430,8 @@ calls = Table(
     Column("duration_seconds", Integer),
     Column("reservation_expires_at", UTCDateTime),
     Column("source", String(8), nullable=False),
+    # Postpaid overage: the month-end invoice that billed this call.
+    Column("invoice_id", ID),
     CheckConstraint("status IN ('active', 'ended', 'denied')", name="status_known"),
     CheckConstraint("charge_micros >= 0 AND reserved_micros >= 0", name="money_not_negative"),
     Index("ix_calls_org_id_start_time", "org_id", "start_time"),
@@ -474,5 +476,6 @@ sms_messages = Table(
     Column("from_country", String(2)),
     Column("to_country", String(2)),
     Column("sent_at", UTCDateTime, nullable=False),
+    Column("invoice_id", ID),
     Index("ix_sms_messages_org_id_sent_at", "org_id", "sent_at"),
 )

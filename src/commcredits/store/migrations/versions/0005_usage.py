@@ -63,6 +63,7 @@ def upgrade() -> None:
             nullable=True,
         ),
         sa.Column("source", sa.String(length=8), nullable=False),
+        sa.Column("invoice_id", sa.String(length=40), nullable=True),
         sa.CheckConstraint(
             "status IN ('active', 'ended', 'denied')", name=op.f("ck_calls_status_known")
         ),
@@ -119,6 +120,7 @@ def upgrade() -> None:
         sa.Column("from_country", sa.String(length=2), nullable=True),
         sa.Column("to_country", sa.String(length=2), nullable=True),
         sa.Column("sent_at", commcredits.store.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("invoice_id", sa.String(length=40), nullable=True),
         sa.ForeignKeyConstraint(
             ["org_id"], ["organizations.id"], name=op.f("fk_sms_messages_org_id_organizations")
         ),
