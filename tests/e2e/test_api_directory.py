@@ -485,11 +485,6 @@ def test_malformed_json_is_400_and_a_rule_refusal_is_422(client: Client) -> None
         assert (_error(response)["code"], _error(response).get("field")) == (code, field)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="request bodies are converted leniently (msgspec strict=False in Litestar's"
-    " signature model): a numeric string or a float is accepted for an integer field",
-)
 @pytest.mark.parametrize("quantity", ["5", 5.0])
 def test_a_seat_quantity_that_is_not_a_json_integer_is_400_invalid_type(
     client: Client, quantity: Any

@@ -14,6 +14,7 @@ from commcredits.api.access_log import access_log
 from commcredits.api.auth import authorize
 from commcredits.api.errors import EXCEPTION_HANDLERS
 from commcredits.api.routes import credits, directory, orgs, rates, system, usage
+from commcredits.api.strict import check_body
 from commcredits.app import Container
 
 
@@ -36,6 +37,7 @@ def create_app(container: Container) -> Litestar:
             openapi_json,
         ],
         guards=[authorize],
+        before_request=check_body,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[access_log],
         state=State({"container": container}),

@@ -170,7 +170,7 @@ class Cdrs(Body):
     records: Annotated[list[Cdr], Meta(max_length=100_000)]
 
 
-class CdrResultOut(Struct, omit_defaults=True):
+class CdrResultOut(Struct):
     call_id: str
     status: str
     charge: str | None = None
