@@ -511,6 +511,9 @@ class Calls:
                 session.debit(
                     take, kind="usage", reference=record.call_id, description=record.call_type
                 )
+            # The balance never goes below zero (R-28): a call that ran past what it was granted
+            # is charged what was there, and its record says what was actually charged.
+            charged = take
         return replace(
             record,
             status="ended",
@@ -583,8 +586,7 @@ class Calls:
         at most once ever, and a bad record is rejected while the good ones go through."""
         results, order = self._import_cdrs(org_id, records)
         self.credits.pay_if_started(order)
-        by_id = {r.call_id: r for r in results}
-        return [by_id.get(r.call_id) or CdrResult(r.call_id, "duplicate") for r in records]
+        return results
 
     @retrying()
     def _import_cdrs(
@@ -597,16 +599,19 @@ class Calls:
             session = AccountSession(uow, org_id, now)
             calls = CallRepository(uow.conn)
             seen = calls.existing_ids(org_id, [r.call_id for r in records])
-            for cdr in sorted(records, key=lambda r: r.start_time):
+            answers: dict[int, CdrResult] = {}
+            # Charged in start-time order; answered in the order the records came.
+            for index, cdr in sorted(enumerate(records), key=lambda pair: pair[1].start_time):
                 if cdr.call_id in seen:
-                    results.append(CdrResult(cdr.call_id, "duplicate"))
+                    answers[index] = CdrResult(cdr.call_id, "duplicate")
                     continue
                 seen.add(cdr.call_id)
                 try:
                     with uow.conn.begin_nested():
-                        results.append(self._one_cdr(uow, session, cdr, rates, table_id, now))
+                        answers[index] = self._one_cdr(uow, session, cdr, rates, table_id, now)
                 except CommcreditsError as exc:
-                    results.append(CdrResult(cdr.call_id, "rejected", error=exc.code))
+                    answers[index] = CdrResult(cdr.call_id, "rejected", error=exc.code)
+            results = [answers[index] for index in range(len(records))]
             order = self.credits.after_debit(uow, session)
             session.close()
             uow.commit()
