@@ -15,10 +15,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import directory, ledger, rating
+from bench import charging, directory, ledger, rating
 from bench.report import Figure
 
-SUITES = {"ledger": ledger.run, "directory": directory.run, "rating": rating.run}
+SUITES = {
+    "ledger": ledger.run,
+    "directory": directory.run,
+    "rating": rating.run,
+    "charging": charging.run,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

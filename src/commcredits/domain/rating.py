@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Final, Literal, cast, get_args
 
 import phonenumbers
@@ -79,19 +80,22 @@ class Destination:
 
 def classify(number: str, *, field: str = "to") -> Destination:
     """Parse and classify an E.164 number, or refuse it with ``invalid_number``."""
-    text = number.strip()
+    found = _classify(number.strip())
+    if isinstance(found, str):
+        raise RuleViolation(found, code="invalid_number", field=field)
+    return found
+
+
+@lru_cache(maxsize=100_000)
+def _classify(text: str) -> Destination | str:
+    """The classification, or why the number is refused; cached, since calls repeat numbers
+    and libphonenumber's matching is the costliest step of rating one call."""
     try:
         parsed = phonenumbers.parse(text, None)
-    except phonenumbers.NumberParseException as exc:
-        raise RuleViolation(
-            f"{number!r} is not an E.164 number such as +442071234567",
-            code="invalid_number",
-            field=field,
-        ) from exc
+    except phonenumbers.NumberParseException:
+        return f"{text!r} is not an E.164 number such as +442071234567"
     if not text.startswith("+") or not phonenumbers.is_possible_number(parsed):
-        raise RuleViolation(
-            f"{number!r} is not a possible E.164 number", code="invalid_number", field=field
-        )
+        return f"{text!r} is not a possible E.164 number"
     region = phonenumbers.region_code_for_number(parsed) or "ZZ"
     if not region.isalpha():
         region = "ZZ"

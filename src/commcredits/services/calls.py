@@ -166,15 +166,28 @@ class Calls:
         return UserRepository(uow.conn).get(org_id, upn)
 
     def _facts(
-        self, uow: UnitOfWork, session: AccountSession, request: CallRequest, at: datetime
+        self,
+        uow: UnitOfWork,
+        session: AccountSession,
+        request: CallRequest,
+        at: datetime,
+        users: dict[str, User | None] | None = None,
     ) -> tuple[CallFacts, User | None]:
+        """What the decision needs to know; ``users`` caches look-ups within one batch."""
         org = session.org
-        user = self._user(uow, org.id, request.user)
+        if users is None:
+            user = self._user(uow, org.id, request.user)
+        else:
+            key = request.user or ""
+            if key not in users:
+                users[key] = self._user(uow, org.id, request.user)
+            user = users[key]
         numbers = NumberRepository(uow.conn)
         org_number = request.to_number if request.call_type.endswith("_in") else None
         called = numbers.get(org.id, org_number) if org_number else None
         spent = ZERO
-        if user is not None:
+        if user is not None and user.spend_limit is not None:
+            # Only a limit needs the month's spending: no query on the hot path otherwise.
             spent = CallRepository(uow.conn).spent_since(org.id, user.id, _month_start(at))
         facts = CallFacts(
             call_type=request.call_type,
@@ -600,6 +613,7 @@ class Calls:
             calls = CallRepository(uow.conn)
             seen = calls.existing_ids(org_id, [r.call_id for r in records])
             answers: dict[int, CdrResult] = {}
+            users: dict[str, User | None] = {}
             # Charged in start-time order; answered in the order the records came.
             for index, cdr in sorted(enumerate(records), key=lambda pair: pair[1].start_time):
                 if cdr.call_id in seen:
@@ -608,7 +622,9 @@ class Calls:
                 seen.add(cdr.call_id)
                 try:
                     with uow.conn.begin_nested():
-                        answers[index] = self._one_cdr(uow, session, cdr, rates, table_id, now)
+                        answers[index] = self._one_cdr(
+                            uow, session, cdr, rates, table_id, now, users
+                        )
                 except CommcreditsError as exc:
                     answers[index] = CdrResult(cdr.call_id, "rejected", error=exc.code)
             results = [answers[index] for index in range(len(records))]
@@ -625,6 +641,7 @@ class Calls:
         rates: RateTable,
         table_id: str | None,
         now: datetime,
+        users: dict[str, User | None],
     ) -> CdrResult:
         if cdr.duration_seconds < 0:
             raise InvalidRequest("duration_seconds cannot be negative", field="duration_seconds")
@@ -637,7 +654,7 @@ class Calls:
             cdr.conference_id,
             cdr.start_time,
         )
-        facts, user = self._facts(uow, session, request, cdr.start_time)
+        facts, user = self._facts(uow, session, request, cdr.start_time, users)
         decision = charging.decide(
             facts,
             self._org_facts(session),

@@ -1,0 +1,177 @@
+"""Call charging on the embedded default (SQLite, WAL, synchronous=FULL).
+
+Figures, each beside a baseline measured in the same run:
+
+* authorize+end cycles per second against one organization from 64 concurrent callers,
+  through the real service (decision, reservation, rating, ledger entry), one transaction per
+  request; baseline: the raw group-commit ceiling, the same number of conditional balance
+  updates batched 1,000 to a commit.
+* CDR batches: finished calls charged per second for one organization, through
+  ``import_cdrs`` in batches of 1,000; baseline: a plain batched insert of the same rows.
+
+The targets come from the charging capability: 50,000 cycles/s and 0.15x the ceiling; 100,000
+CDRs/s and 0.25x the plain insert. One transaction per request cannot reach them on a disk
+where a durable commit costs milliseconds: these figures are the measured starting point for
+group commit (many requests to one commit), not a claim that the targets are met.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from bench.report import Figure
+from commcredits.app import Container, build
+from commcredits.services.calls import CallRequest, CdrRecord
+from commcredits.services.credits import NewOrder
+from commcredits.services.orgs import NewOrganization
+from commcredits.settings import Settings
+from commcredits.store.database import create_store_engine
+
+CALLERS = 64
+RATES = (
+    "service,prefix,country,number_type,rate,connection_fee,first_increment,increment,currency,"
+    "effective_from,effective_to,description\n"
+    "outbound,44,,,0.0100,,60,60,USD,,,bench\n"
+)
+
+
+def _org(folder: Path, name: str) -> tuple[Container, str]:
+    container = build(
+        Settings(
+            database_url=f"sqlite:///{folder / f'{name}.db'}",
+            sandbox_journal=None,
+            mail_spool_dir=folder / "mail",
+        )
+    )
+    container.rating.load(RATES, "bench")
+    org = container.orgs.create(NewOrganization("Bench", "US", "USD", "prepaid")).id
+    method = container.credits.add_agreement(org, "EA-BENCH")
+    container.credits.place_order(org, NewOrder("1000000", method.id))
+    for sku in ("MCOEV", "MCOPSTN1"):
+        container.directory.set_subscription(org, sku, 10, actor="bench")
+    container.directory.create_user(org, "pat@bench.example", "Pat", "US", actor="bench")
+    container.directory.change_licenses(
+        org, "pat@bench.example", ["MCOEV", "MCOPSTN1", "MCOPSTNPP"], [], actor="bench"
+    )
+    return container, org
+
+
+def _parallel(count: int, work: Callable[[int], None]) -> float:
+    per = count // CALLERS
+    start = threading.Barrier(CALLERS + 1)
+
+    def run(offset: int) -> None:
+        start.wait()
+        for i in range(per):
+            work(offset * per + i)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(CALLERS)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return per * CALLERS / (time.perf_counter() - began)
+
+
+def _ceiling(folder: Path, count: int, batch: int) -> float:
+    engine = create_store_engine(f"sqlite:///{folder / 'ceiling.db'}")
+    with engine.connect() as connection:
+        connection.execute(text("CREATE TABLE balance (id INTEGER PRIMARY KEY, micros BIGINT)"))
+        connection.execute(text("INSERT INTO balance VALUES (1, :m)"), {"m": 10**15})
+        connection.commit()
+        began = time.perf_counter()
+        for start in range(0, count, batch):
+            for _ in range(min(batch, count - start)):
+                connection.execute(
+                    text("UPDATE balance SET micros = micros - 1 WHERE id = 1 AND micros >= 1")
+                )
+            connection.commit()
+        rate = count / (time.perf_counter() - began)
+    engine.dispose()
+    return rate
+
+
+def _plain_insert(folder: Path, count: int) -> float:
+    engine = create_store_engine(f"sqlite:///{folder / 'plain.db'}")
+    with engine.connect() as connection:
+        connection.execute(text("CREATE TABLE c (org TEXT, id TEXT, secs INT, micros BIGINT)"))
+        connection.commit()
+        rows = [{"org": "o", "id": f"c{n}", "secs": 60, "micros": 10000} for n in range(count)]
+        began = time.perf_counter()
+        for start in range(0, count, 1000):
+            connection.execute(
+                text("INSERT INTO c VALUES (:org, :id, :secs, :micros)"), rows[start : start + 1000]
+            )
+            connection.commit()
+        rate = count / (time.perf_counter() - began)
+    engine.dispose()
+    return rate
+
+
+def run(*, quick: bool, say: Callable[..., Any]) -> list[Figure]:
+    cycles = 640 if quick else 3_200
+    cdrs = 2_000 if quick else 20_000
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        container, org = _org(folder, "calls")
+
+        def cycle(n: int) -> None:
+            call = CallRequest(
+                f"b{n}", "user_out", "pat@bench.example", "+14255550100", "+442071234567"
+            )
+            container.calls.authorize(org, call)
+            container.calls.end(org, f"b{n}", 61)
+
+        say(f"  {cycles} authorize+end cycles from {CALLERS} callers")
+        cycle_rate = _parallel(cycles, cycle)
+        container.close()
+        ceiling = _ceiling(folder, 100_000, 1_000)
+        container, org = _org(folder, "cdrs")
+        start = datetime(2026, 11, 1, tzinfo=UTC)
+        records = [
+            CdrRecord(
+                f"d{n}",
+                "user_out",
+                "pat@bench.example",
+                "+14255550100",
+                "+442071234567",
+                start + timedelta(seconds=n),
+                61,
+            )
+            for n in range(cdrs)
+        ]
+        say(f"  {cdrs} finished calls in batches of 1,000")
+        began = time.perf_counter()
+        for first in range(0, cdrs, 1000):
+            container.calls.import_cdrs(org, records[first : first + 1000])
+        cdr_rate = cdrs / (time.perf_counter() - began)
+        container.close()
+        plain = _plain_insert(folder, cdrs)
+    return [
+        Figure(
+            "call cycles/s (authorize+end, 64 callers, one org)",
+            cycle_rate,
+            "cycles/s",
+            ceiling,
+            ">= 50,000/s and >= 0.15x group-commit ceiling",
+            cycle_rate >= 50_000 and cycle_rate / ceiling >= 0.15,
+        ),
+        Figure(
+            "CDRs charged/s (batches of 1,000, one org)",
+            cdr_rate,
+            "calls/s",
+            plain,
+            ">= 100,000/s and >= 0.25x plain batched insert",
+            cdr_rate >= 100_000 and cdr_rate / plain >= 0.25,
+        ),
+    ]
