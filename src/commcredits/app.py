@@ -54,6 +54,7 @@ class Container:
     jobs: JobRunner
 
     def close(self) -> None:
+        self.calls.committer.close()
         self.store.dispose()
 
 

@@ -60,6 +60,28 @@ class AccountSession:
         if self.account.next_expiry_at is not None and self.account.next_expiry_at <= now:
             self.sweep_expired()
 
+    def snapshot(self) -> tuple[object, ...]:
+        """The in-memory state, so a failed step of a batch can be undone (see restore)."""
+        return (
+            self.account,
+            None if self._lots is None else dict(self._lots),
+            set(self._changed_lots),
+            dict(self._new_lots),
+            list(self._entries),
+            self.debited,
+            self.forfeited,
+        )
+
+    def restore(self, state: tuple[object, ...]) -> None:
+        (account, lots, changed, new, entries, debited, forfeited) = state
+        self.account = account  # type: ignore[assignment]
+        self._lots = lots  # type: ignore[assignment]
+        self._changed_lots = changed  # type: ignore[assignment]
+        self._new_lots = new  # type: ignore[assignment]
+        self._entries = entries  # type: ignore[assignment]
+        self.debited = debited  # type: ignore[assignment]
+        self.forfeited = forfeited  # type: ignore[assignment]
+
     @property
     def lots(self) -> dict[str, Lot]:
         """Lots with money left (loaded on first use)."""

@@ -31,6 +31,7 @@ from commcredits.domain.usage import CallRecord, SmsRecord
 from commcredits.services import notices
 from commcredits.services.account import AccountSession
 from commcredits.services.credits import Credits
+from commcredits.services.group_commit import Batch, GroupCommitter
 from commcredits.services.orgs import get_org
 from commcredits.services.rating import Rating
 from commcredits.store.database import Store, UnitOfWork, retrying
@@ -126,6 +127,8 @@ class Calls:
         self.reservation_ttl = reservation_ttl
         self._sizes: dict[tuple[str, str], tuple[float, dict[PoolKey, int]]] = {}
         self._sizes_lock = threading.Lock()
+        # Live call control goes through one writer: many requests, one durable commit.
+        self.committer = GroupCommitter(store, clock)
 
     # -- shared pieces ------------------------------------------------------------------------
 
@@ -239,7 +242,6 @@ class Calls:
         self.credits.pay_if_started(order)
         return record
 
-    @retrying()
     def _authorize(
         self, org_id: str, request: CallRequest
     ) -> tuple[CallRecord, CreditOrder | None]:
@@ -250,8 +252,9 @@ class Calls:
         now = self.clock.now()
         start = request.start_time or now
         table_id, rates = self._rates()
-        with self.store.unit_of_work() as uow:
-            session = AccountSession(uow, org_id, now)
+
+        def work(batch: Batch) -> tuple[CallRecord, CreditOrder | None]:
+            uow, session = batch.uow, batch.session(org_id)
             calls = CallRepository(uow.conn)
             existing = calls.get(org_id, request.call_id)
             if existing is not None:
@@ -272,9 +275,9 @@ class Calls:
             record = self._reserve(uow, session, record, decision, start, now)
             calls.add(record)
             order = self.credits.maybe_start_recharge(uow, session) if record.reserved else None
-            session.close()
-            uow.commit()
-        return record, order
+            return record, order
+
+        return self.committer.run(work)
 
     def _new_record(
         self,
@@ -379,7 +382,6 @@ class Calls:
         self.credits.pay_if_started(order)
         return granted
 
-    @retrying()
     def _usage(
         self, org_id: str, call_id: str, used_seconds: int
     ) -> tuple[int, CreditOrder | None]:
@@ -387,8 +389,9 @@ class Calls:
             raise InvalidRequest("used_seconds cannot be negative", field="used_seconds")
         now = self.clock.now()
         _, rates = self._rates()
-        with self.store.unit_of_work() as uow:
-            session = AccountSession(uow, org_id, now)
+
+        def work(batch: Batch) -> tuple[int, CreditOrder | None]:
+            uow, session = batch.uow, batch.session(org_id)
             calls = CallRepository(uow.conn)
             record = self._call(calls, org_id, call_id)
             if record.status != "active":
@@ -427,9 +430,9 @@ class Calls:
             else:
                 record = replace(record, reservation_expires_at=now + self.reservation_ttl)
             calls.save(record)
-            session.close()
-            uow.commit()
-        return max(record.granted_seconds - record.used_seconds, 0), order
+            return max(record.granted_seconds - record.used_seconds, 0), order
+
+        return self.committer.run(work)
 
     @staticmethod
     def _call(calls: CallRepository, org_id: str, call_id: str) -> CallRecord:
@@ -446,15 +449,14 @@ class Calls:
         self.credits.pay_if_started(order)
         return record
 
-    @retrying()
     def _end(
         self, org_id: str, call_id: str, duration: int, end_time: datetime | None
     ) -> tuple[CallRecord, CreditOrder | None]:
         if duration < 0:
             raise InvalidRequest("duration_seconds cannot be negative", field="duration_seconds")
-        now = self.clock.now()
-        with self.store.unit_of_work() as uow:
-            session = AccountSession(uow, org_id, now)
+
+        def work(batch: Batch) -> tuple[CallRecord, CreditOrder | None]:
+            uow, session = batch.uow, batch.session(org_id)
             calls = CallRepository(uow.conn)
             record = self._call(calls, org_id, call_id)
             if record.status != "active":
@@ -468,9 +470,9 @@ class Calls:
             )
             calls.save(record)
             order = self.credits.after_debit(uow, session)
-            session.close()
-            uow.commit()
-        return record, order
+            return record, order
+
+        return self.committer.run(work)
 
     def _settle(
         self,
