@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 
 from commcredits.domain.money import from_micros, to_micros
 from commcredits.domain.usage import CallRecord, SmsRecord
@@ -46,6 +46,33 @@ def _call(row: Row[Any]) -> CallRecord:
     return CallRecord(**data)
 
 
+# Built once: the call-control hot path runs these for every request, and building a
+# statement costs more than executing it.
+_GET_CALL = select(calls).where(
+    calls.c.org_id == bindparam("k_org"), calls.c.call_id == bindparam("k_call")
+)
+_SAVE_CALL = (
+    update(calls)
+    .where(calls.c.org_id == bindparam("k_org"), calls.c.call_id == bindparam("k_call"))
+    .values({c.name: bindparam(c.name) for c in calls.c if c.name not in ("org_id", "call_id")})
+)
+_POOL_USAGE = select(pool_usage.c.pool, pool_usage.c.used, pool_usage.c.reserved).where(
+    pool_usage.c.org_id == bindparam("k_org"), pool_usage.c.month == bindparam("k_month")
+)
+_POOL_ADD = (
+    update(pool_usage)
+    .where(
+        pool_usage.c.org_id == bindparam("k_org"),
+        pool_usage.c.month == bindparam("k_month"),
+        pool_usage.c.pool == bindparam("k_pool"),
+    )
+    .values(
+        used=pool_usage.c.used + bindparam("k_used"),
+        reserved=pool_usage.c.reserved + bindparam("k_reserved"),
+    )
+)
+
+
 class CallRepository:
     def __init__(self, conn: Connection):
         self.conn = conn
@@ -60,17 +87,12 @@ class CallRepository:
 
     def save(self, call: CallRecord) -> None:
         values = _call_values(call)
-        del values["org_id"], values["call_id"]
-        self.conn.execute(
-            update(calls)
-            .where(calls.c.org_id == call.org_id, calls.c.call_id == call.call_id)
-            .values(values)
-        )
+        values["k_org"] = values.pop("org_id")
+        values["k_call"] = values.pop("call_id")
+        self.conn.execute(_SAVE_CALL, values)
 
     def get(self, org_id: str, call_id: str) -> CallRecord | None:
-        row = self.conn.execute(
-            select(calls).where(calls.c.org_id == org_id, calls.c.call_id == call_id)
-        ).first()
+        row = self.conn.execute(_GET_CALL, {"k_org": org_id, "k_call": call_id}).first()
         return _call(row) if row else None
 
     def org_of(self, call_id: str) -> str | None:
@@ -128,22 +150,19 @@ class PoolRepository:
         self.conn = conn
 
     def usage(self, org_id: str, month: str) -> dict[str, tuple[int, int]]:
-        rows = self.conn.execute(
-            select(pool_usage.c.pool, pool_usage.c.used, pool_usage.c.reserved).where(
-                pool_usage.c.org_id == org_id, pool_usage.c.month == month
-            )
-        )
+        rows = self.conn.execute(_POOL_USAGE, {"k_org": org_id, "k_month": month})
         return {row.pool: (int(row.used), int(row.reserved)) for row in rows}
 
     def add(self, org_id: str, month: str, pool: str, used: int = 0, reserved: int = 0) -> None:
         changed = self.conn.execute(
-            update(pool_usage)
-            .where(
-                pool_usage.c.org_id == org_id,
-                pool_usage.c.month == month,
-                pool_usage.c.pool == pool,
-            )
-            .values(used=pool_usage.c.used + used, reserved=pool_usage.c.reserved + reserved)
+            _POOL_ADD,
+            {
+                "k_org": org_id,
+                "k_month": month,
+                "k_pool": pool,
+                "k_used": used,
+                "k_reserved": reserved,
+            },
         )
         if changed.rowcount == 0:
             self.conn.execute(
