@@ -625,9 +625,13 @@ class Credits:
             settings,
             session.available,
             session.now,
-            in_flight=orders.has_pending_recharge(session.org.id),
+            in_flight=False,
             postpaid=session.org.is_postpaid,
         )
+        # Only a recharge that is otherwise due needs to know whether one is in flight: the
+        # store is asked then, not on every debit.
+        if decision.recharge and orders.has_pending_recharge(session.org.id):
+            decision = policy.RechargeDecision(recharge=False, reason="in_flight")
         if not decision.recharge:
             if decision.reason == "not_below_trigger" and settings.status == "retrying":
                 session.account = replace(

@@ -7,7 +7,18 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from commcredits.domain.directory import AuditEntry, NumberKind, PhoneNumber, User
 from commcredits.domain.money import from_micros, to_micros
@@ -31,6 +42,16 @@ def _user(row: Row[Any], licenses: Iterable[str]) -> User:
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+# Built once: call control looks a user up for every request.
+_GET_USER = select(users).where(
+    users.c.org_id == bindparam("k_org"),
+    or_(users.c.id == bindparam("k_id"), users.c.upn == bindparam("k_upn")),
+)
+_USER_SKUS = select(user_licenses.c.sku).where(
+    user_licenses.c.org_id == bindparam("k_org"), user_licenses.c.user_id == bindparam("k_user")
+)
 
 
 class UserRepository:
@@ -134,14 +155,12 @@ class UserRepository:
     def get(self, org_id: str, id_or_upn: str) -> User | None:
         """A user by id or by UPN (case-insensitive), only within the organization."""
         row = self.conn.execute(
-            select(users).where(
-                users.c.org_id == org_id,
-                or_(users.c.id == id_or_upn, users.c.upn == id_or_upn.strip().lower()),
-            )
+            _GET_USER, {"k_org": org_id, "k_id": id_or_upn, "k_upn": id_or_upn.strip().lower()}
         ).first()
         if row is None:
             return None
-        return _user(row, self._licenses_of(org_id, [row.id]).get(row.id, set()))
+        skus = self.conn.execute(_USER_SKUS, {"k_org": org_id, "k_user": row.id}).scalars()
+        return _user(row, skus)
 
     def page(
         self,
