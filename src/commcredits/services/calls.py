@@ -34,6 +34,7 @@ from commcredits.services.credits import Credits
 from commcredits.services.group_commit import Batch, GroupCommitter
 from commcredits.services.orgs import get_org
 from commcredits.services.rating import Rating
+from commcredits.store.credits import OrderRepository
 from commcredits.store.database import Store, UnitOfWork, retrying
 from commcredits.store.directory import NumberRepository, UserRepository
 from commcredits.store.usage import CallRepository, PoolRepository, SmsRepository
@@ -117,6 +118,7 @@ class Calls:
         *,
         slice_seconds: int = 300,
         reservation_ttl: timedelta = timedelta(minutes=15),
+        recharge_wait_seconds: float = 2.0,
     ):
         self.store = store
         self.clock = clock
@@ -125,6 +127,7 @@ class Calls:
         self.credits = credits
         self.slice_seconds = slice_seconds
         self.reservation_ttl = reservation_ttl
+        self.recharge_wait_seconds = recharge_wait_seconds
         self._sizes: dict[tuple[str, str], tuple[float, dict[PoolKey, int]]] = {}
         self._sizes_lock = threading.Lock()
         # Live call control goes through one writer: many requests, one durable commit.
@@ -238,13 +241,21 @@ class Calls:
     def authorize(self, org_id: str, request: CallRequest) -> CallRecord:
         """Decide a new call and reserve its first slice. Repeating a call id answers the
         first decision again."""
-        record, order = self._authorize(org_id, request)
-        self.credits.pay_if_started(order)
-        return record
+        deadline = time.monotonic() + self.recharge_wait_seconds
+        while True:
+            record, order = self._authorize(
+                org_id, request, wait_for_recharge=time.monotonic() < deadline
+            )
+            self.credits.pay_if_started(order)
+            if record is not None:
+                return record
+            # A recharge is on its way and may cover this call (our choice): wait briefly
+            # for it rather than refuse a call the balance is about to pay for.
+            time.sleep(0.05)
 
     def _authorize(
-        self, org_id: str, request: CallRequest
-    ) -> tuple[CallRecord, CreditOrder | None]:
+        self, org_id: str, request: CallRequest, *, wait_for_recharge: bool = False
+    ) -> tuple[CallRecord | None, CreditOrder | None]:
         if not request.call_id or len(request.call_id) > 255:
             raise InvalidRequest(
                 "call_id has 1 to 255 characters", code="invalid_call_id", field="call_id"
@@ -253,7 +264,7 @@ class Calls:
         start = request.start_time or now
         table_id, rates = self._rates()
 
-        def work(batch: Batch) -> tuple[CallRecord, CreditOrder | None]:
+        def work(batch: Batch) -> tuple[CallRecord | None, CreditOrder | None]:
             uow, session = batch.uow, batch.session(org_id)
             calls = CallRepository(uow.conn)
             existing = calls.get(org_id, request.call_id)
@@ -269,6 +280,12 @@ class Calls:
                 self.slice_seconds,
                 catalogue=self.catalogue,
             )
+            if (
+                wait_for_recharge
+                and decision.reason == "no_credits"
+                and OrderRepository(uow.conn).has_pending_recharge(org_id)
+            ):
+                return None, None  # decided again once the recharge has settled
             record = self._new_record(
                 session, request, user, start, decision, table_id, source="live"
             )
