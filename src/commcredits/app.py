@@ -17,6 +17,7 @@ from commcredits.jobs.catalog import (
     CallReservationJob,
     CreditExpiryJob,
     ExpiryWarningJob,
+    ForecastJob,
     IdempotencyPurgeJob,
     MailDispatchJob,
     OverageInvoiceJob,
@@ -24,6 +25,7 @@ from commcredits.jobs.catalog import (
     RechargeRetryJob,
 )
 from commcredits.jobs.runner import JobRunner
+from commcredits.services.advice import Advisor
 from commcredits.services.calls import Calls
 from commcredits.services.credits import Credits
 from commcredits.services.directory import Directory
@@ -50,6 +52,7 @@ class Container:
     catalogue: Catalogue
     rating: Rating
     calls: Calls
+    advisor: Advisor
     gateway: PaymentGateway
     jobs: JobRunner
 
@@ -111,6 +114,7 @@ def build(
         slice_seconds=settings.call_slice_seconds,
         reservation_ttl=timedelta(minutes=settings.call_reservation_minutes),
     )
+    advisor = Advisor(store, clock, catalogue, rating, minimum_deposit=settings.minimum_deposit)
     jobs = JobRunner(
         store,
         clock,
@@ -123,6 +127,7 @@ def build(
             RechargeRetryJob(credits),
             OverageInvoiceJob(OverageInvoicing(store, clock)),
             PendingOrderJob(credits),
+            ForecastJob(advisor),
             MailDispatchJob(mailer),
             IdempotencyPurgeJob(store, clock),
         ],
@@ -139,6 +144,7 @@ def build(
         catalogue=catalogue,
         rating=rating,
         calls=calls,
+        advisor=advisor,
         gateway=gateway,
         jobs=jobs,
     )

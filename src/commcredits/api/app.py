@@ -13,7 +13,7 @@ from commcredits import __version__
 from commcredits.api.access_log import access_log
 from commcredits.api.auth import authorize
 from commcredits.api.errors import EXCEPTION_HANDLERS
-from commcredits.api.routes import credits, directory, orgs, rates, system, usage
+from commcredits.api.routes import advice, credits, directory, orgs, rates, system, usage
 from commcredits.api.strict import check_body
 from commcredits.app import Container
 
@@ -32,6 +32,7 @@ def create_app(container: Container) -> Litestar:
             rates.router,
             usage.router,
             usage.edge_router,
+            advice.router,
             system.router,
             system.health,
             openapi_json,

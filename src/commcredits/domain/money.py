@@ -76,7 +76,6 @@ _NOT_BILLING_CURRENCIES: Final = frozenset(
         "XTS",
         "XUA",
         "XXX",
-        "XSU",
         "BOV",
         "CHE",
         "CHW",

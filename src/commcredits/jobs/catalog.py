@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from commcredits.adapters.clock import Clock
 from commcredits.domain.credits import EXPIRY_WARNINGS_DAYS
+from commcredits.services.advice import Advisor
 from commcredits.services.calls import Calls
 from commcredits.services.credits import Credits
 from commcredits.services.mail import Mailer
@@ -150,3 +151,19 @@ class OverageInvoiceJob:
 
     def run(self) -> int:
         return self.invoicing.run()
+
+
+class ForecastJob:
+    """R-26 (our addition): once a day, mails organizations whose balance runs out within a
+    week and that have auto-recharge off (R-55's forecast)."""
+
+    name = "balance_forecast"
+
+    def __init__(self, advisor: Advisor):
+        self.advisor = advisor
+
+    def next_due(self) -> datetime | None:
+        return self.advisor.next_forecast_at()
+
+    def run(self) -> int:
+        return self.advisor.forecast_notices()
