@@ -534,9 +534,6 @@ class Calls:
         elif record.reserved_pool_minutes and record.pool:
             pools.add(org_id, month, record.pool, reserved=-record.reserved_pool_minutes)
         session.release(record.reserved)
-        capability = record.capability
-        if charged > 0 and record.funding == "pool":
-            capability = "MCOPSTNPP"  # R-50a: the license that paid the charge
         if charged > 0 and record.funding != "overage":
             take = min(charged, session.available)
             if take > 0:
@@ -546,6 +543,9 @@ class Calls:
             # The balance never goes below zero: a call that ran past what it was granted
             # is charged what was there, and its record says what was actually charged.
             charged = take
+        capability = record.capability
+        if charged > 0 and record.funding == "pool":
+            capability = "MCOPSTNPP"  # R-50a: the license that paid the charge
         return replace(
             record,
             status="ended",
