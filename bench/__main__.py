@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import charging, directory, ledger, rating
+from bench import charging, directory, ledger, rating, reports
 from bench.report import Figure
 
 SUITES = {
@@ -23,6 +23,7 @@ SUITES = {
     "directory": directory.run,
     "rating": rating.run,
     "charging": charging.run,
+    "reports": reports.run,
 }
 
 

@@ -13,7 +13,16 @@ from commcredits import __version__
 from commcredits.api.access_log import access_log
 from commcredits.api.auth import authorize
 from commcredits.api.errors import EXCEPTION_HANDLERS
-from commcredits.api.routes import advice, credits, directory, orgs, rates, system, usage
+from commcredits.api.routes import (
+    advice,
+    credits,
+    directory,
+    orgs,
+    rates,
+    reports,
+    system,
+    usage,
+)
 from commcredits.api.strict import check_body
 from commcredits.app import Container
 
@@ -33,6 +42,7 @@ def create_app(container: Container) -> Litestar:
             usage.router,
             usage.edge_router,
             advice.router,
+            reports.router,
             system.router,
             system.health,
             openapi_json,

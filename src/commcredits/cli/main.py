@@ -329,7 +329,17 @@ from commcredits.cli import advice as _advice  # noqa: E402
 from commcredits.cli import credits as _credits  # noqa: E402
 from commcredits.cli import directory as _directory  # noqa: E402
 from commcredits.cli import rates as _rates  # noqa: E402
+from commcredits.cli import reports as _reports  # noqa: E402
 from commcredits.cli import tariffplan as _tariffplan  # noqa: E402
 from commcredits.cli import usage as _usage  # noqa: E402
 
-__all__ = ["_advice", "_credits", "_directory", "_rates", "_tariffplan", "_usage", "app"]
+__all__ = [
+    "_advice",
+    "_credits",
+    "_directory",
+    "_rates",
+    "_reports",
+    "_tariffplan",
+    "_usage",
+    "app",
+]

@@ -1,0 +1,1017 @@
+"""Usage reports (R-50..R-54): PSTN calls, messages and minute pools, as pages or exports.
+
+Reports read the tables through their own SQLAlchemy Core queries, never through domain
+objects or repositories: a report is a projection of rows, and an export of a million rows
+must stream. Rows are fetched ``yield_per`` at a time (a server-side cursor on PostgreSQL, a
+lazily stepped statement on SQLite) and written out chunk by chunk, so memory stays flat
+whatever the range holds.
+
+A report row is a tuple of display values, one per column: text, whole numbers, money as
+exact decimal strings and times as UTC ISO 8601 strings. JSON and CSV show them as they are;
+the Excel writer turns money into numbers and times into dates by each column's kind.
+
+Ranges are whole UTC days, inclusive at both ends, by call start (message sent time), and
+reach at most one year back. Where the organization's billing country requires it (the
+``MASKED_DIGITS`` table), the other party's number is masked; our choice: masking is on by
+default there and the operator may switch it off per request (an organization setting would
+need a column of its own).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from functools import cache
+from typing import Any, Final, Literal
+
+from sqlalchemy import Integer, Select, String, and_, func, or_, select, type_coerce
+
+from commcredits.adapters.clock import Clock
+from commcredits.domain.countries import country_name
+from commcredits.domain.errors import InvalidRequest, RuleViolation
+from commcredits.domain.money import minor_units
+from commcredits.services.calls import Calls
+from commcredits.services.orgs import get_org
+from commcredits.store.database import Store
+from commcredits.store.tables import calls, sms_messages
+
+ReportName = Literal["pstn", "sms", "pools"]
+ExportFormat = Literal["csv", "xlsx", "zip"]
+ColumnKind = Literal["text", "int", "money", "time", "percent"]
+
+REPORTS: Final[tuple[str, ...]] = ("pstn", "sms", "pools")
+FORMATS: Final[tuple[str, ...]] = ("csv", "xlsx", "zip")
+RANGE_DAYS: Final = (7, 28)
+DEFAULT_DAYS: Final = 28
+FETCH_ROWS: Final = 2000
+"""Rows fetched from the database at a time, and rows per written chunk."""
+
+CALL_TYPES: Final = frozenset(
+    {
+        "user_in",
+        "user_out",
+        "user_out_transfer",
+        "user_out_forwarding",
+        "conf_in",
+        "conf_out",
+        "ucap_in",
+        "ucap_out",
+        "emergency_out",
+        "unassigned_in",
+    }
+)
+"""R-51."""
+
+SMS_DIRECTIONS: Final = frozenset({"outbound", "inbound"})
+
+MASKED_DIGITS: Final[dict[str, int]] = {
+    **dict.fromkeys(["BE", "DE", "DK", "ES", "FI", "IT", "NL", "NO", "SE"], 3),
+    **dict.fromkeys(["CH", "FR"], 4),
+}
+"""Billing countries whose rules require masking the other party's number: digits hidden."""
+
+XLSX_SHEET_ROWS: Final = 1_048_576
+"""Excel's rows per sheet: a header and 1,048,575 data rows; more continue on a new sheet."""
+
+CONTENT_TYPES: Final[dict[str, str]] = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "zip": "application/zip",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReportKind:
+    name: str
+    title: str
+    """The Excel sheet's name."""
+    stem: str
+    """File names: ``<stem>.<UTC date>.<ext>``."""
+    columns: tuple[str, ...]
+    kinds: tuple[ColumnKind, ...]
+
+
+PSTN = ReportKind(
+    "pstn",
+    "PSTN usage",
+    "PSTN.calls",
+    (
+        "UsageId",
+        "Call ID",
+        "Conference ID",
+        "User Location",
+        "user ObjectId",
+        "UPN",
+        "User Display Name",
+        "Caller ID",
+        "Call Type",
+        "Call Direction",
+        "Number Type",
+        "Domestic/International",
+        "Destination Dialed",
+        "Destination Number",
+        "External Country",
+        "Start Time",
+        "End Time",
+        "Duration Seconds",
+        "Connection Fee",
+        "Charge",
+        "Currency",
+        "Capability",
+    ),
+    ("text",) * 15 + ("time", "time", "int", "money", "money", "text", "text"),
+)
+"""R-50, in order and with these header names."""
+
+SMS = ReportKind(
+    "sms",
+    "SMS usage",
+    "SMS.messages",
+    (
+        "UsageId",
+        "Message ID",
+        "Sent Time",
+        "UPN",
+        "User Display Name",
+        "Direction",
+        "Source Number",
+        "Destination Number",
+        "Units",
+        "Charge",
+        "Currency",
+        "Capability",
+        "Source Country",
+        "Destination Country",
+    ),
+    ("text", "text", "time") + ("text",) * 5 + ("int", "money") + ("text",) * 4,
+)
+"""R-53."""
+
+POOLS = ReportKind(
+    "pools",
+    "Minute pools",
+    "Pools.minutes",
+    (
+        "Month",
+        "Country",
+        "Capability",
+        "Description",
+        "Pool Kind",
+        "user ObjectId",
+        "Unit",
+        "Total",
+        "Used",
+        "Available",
+        "Percent Used",
+    ),
+    ("text",) * 7 + ("int", "int", "int", "percent"),
+)
+"""R-54."""
+
+KINDS: Final[dict[str, ReportKind]] = {kind.name: kind for kind in (PSTN, SMS, POOLS)}
+
+
+# -- ranges, filters, the request --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DateRange:
+    """Whole UTC days, both ends included."""
+
+    first_day: date
+    last_day: date
+    days: int | None = None
+    """7 or 28 when asked as "the last N days"."""
+
+    @property
+    def start(self) -> datetime:
+        return datetime(self.first_day.year, self.first_day.month, self.first_day.day, tzinfo=UTC)
+
+    @property
+    def end(self) -> datetime:
+        """Exclusive: midnight UTC after the last day."""
+        last = self.last_day + timedelta(days=1)
+        return datetime(last.year, last.month, last.day, tzinfo=UTC)
+
+    def months(self) -> list[str]:
+        """Each calendar month (``YYYY-MM``) the range touches, oldest first."""
+        months = []
+        year, month = self.first_day.year, self.first_day.month
+        while (year, month) <= (self.last_day.year, self.last_day.month):
+            months.append(f"{year:04d}-{month:02d}")
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        return months
+
+
+def one_year_before(day: date) -> date:
+    try:
+        return day.replace(year=day.year - 1)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - 1, day=28)
+
+
+def _day(value: date | str, name: str) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidRequest(
+            f"{name} is a date, YYYY-MM-DD (UTC)", code="invalid_date", field=name
+        ) from None
+
+
+def parse_range(
+    today: date,
+    *,
+    days: int | None = None,
+    from_: date | str | None = None,
+    to: date | str | None = None,
+    default_days: int | None = DEFAULT_DAYS,
+) -> DateRange:
+    """The report's range (R-52): the last ``days`` (7 or 28) UTC days including today, or
+    ``from``..``to`` inclusive (``to`` defaults to today); never more than a year back."""
+    if days is not None and (from_ is not None or to is not None):
+        raise InvalidRequest(
+            "ask for days or for from/to, not both", code="conflicting_range", field="days"
+        )
+    if from_ is None and to is not None:
+        raise InvalidRequest("to needs a from", code="invalid_range", field="from")
+    if from_ is None:
+        days = days if days is not None else default_days
+        if days is None:
+            return DateRange(today.replace(day=1), today)
+        if days not in RANGE_DAYS:
+            raise InvalidRequest("days is 7 or 28", code="invalid_value", field="days")
+        return DateRange(today - timedelta(days=days - 1), today, days)
+    first = _day(from_, "from")
+    last = _day(to, "to") if to is not None else today
+    if first > last:
+        raise RuleViolation("from is after to", code="invalid_range", field="from")
+    earliest = one_year_before(today)
+    if first < earliest:
+        raise RuleViolation(
+            f"reports reach one year back at most: from must be {earliest.isoformat()} or later",
+            code="range_too_old",
+            field="from",
+        )
+    return DateRange(first, last)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFilters:
+    user: str | None = None
+    """A UPN (case-insensitive)."""
+    call_type: str | None = None
+    """A call type of R-51; for the SMS report, the direction (outbound or inbound)."""
+    capability: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRequest:
+    """A checked request for one report: what every page and export of it reads."""
+
+    kind: ReportKind
+    org_id: str
+    country: str
+    """The organization's billing country."""
+    range: DateRange
+    filters: ReportFilters
+    masking: bool
+    generated_at: datetime
+
+    def parameters(self) -> dict[str, Any]:
+        """What was asked, as written to ``parameters.json`` in a zip export."""
+        return {
+            "report": self.kind.name,
+            "organization": self.org_id,
+            "from": self.range.first_day.isoformat(),
+            "to": self.range.last_day.isoformat(),
+            "days": self.range.days,
+            "time_zone": "UTC",
+            "filters": {
+                "user": self.filters.user,
+                "call_type": self.filters.call_type,
+                "capability": self.filters.capability,
+            },
+            "masking": self.masking,
+            "masked_digits": MASKED_DIGITS.get(self.country, 0) if self.masking else 0,
+            "generated_at": iso_time(self.generated_at),
+        }
+
+    def file_name(self, ext: str) -> str:
+        return f"{self.kind.stem}.{self.generated_at.date().isoformat()}.{ext}"
+
+
+def _filters(
+    name: str, user: str | None, call_type: str | None, capability: str | None
+) -> ReportFilters:
+    user = user.strip().lower() or None if user is not None else None
+    call_type = call_type.strip() or None if call_type is not None else None
+    capability = capability.strip().upper() or None if capability is not None else None
+    if name == "pools" and (user or call_type):
+        raise InvalidRequest(
+            "the pools report filters by capability only",
+            code="invalid_filter",
+            field="user" if user else "call_type",
+        )
+    allowed = SMS_DIRECTIONS if name == "sms" else CALL_TYPES
+    if call_type is not None and call_type not in allowed:
+        raise InvalidRequest(
+            f"call_type is one of {', '.join(sorted(allowed))}",
+            code="invalid_value",
+            field="call_type",
+        )
+    return ReportFilters(user, call_type, capability)
+
+
+# -- values as shown ------------------------------------------------------------------------
+
+
+def mask_number(number: str, country: str) -> str:
+    """The number as a report shows it to an organization billed in ``country``: its last 3
+    or 4 digits replaced by ``*`` where that country requires it. Numbers with no more digits
+    than that (short codes such as 112) identify nobody and are shown as they are."""
+    digits = MASKED_DIGITS.get(country)
+    return _mask(number, digits) if digits else number
+
+
+def masking_default(country: str) -> bool:
+    """Our choice: masking is on wherever the billing country requires it."""
+    return country in MASKED_DIGITS
+
+
+def _mask(number: str, digits: int) -> str:
+    if len(number) > digits + 1 and number[-digits:].isdigit():
+        return number[:-digits] + "*" * digits
+    positions = [i for i, ch in enumerate(number) if ch.isdigit()]
+    if len(positions) <= digits:
+        return number
+    chars = list(number)
+    for i in positions[-digits:]:
+        chars[i] = "*"
+    return "".join(chars)
+
+
+def iso_time(value: datetime | str | None) -> str | None:
+    """UTC ISO 8601 to the second: ``2026-01-15T08:00:00Z``. Also takes a time as SQLite
+    stores it (naive UTC text, ``2026-01-15 08:00:00.000000``): the export reads those raw."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return f"{value[:10]}T{value[11:19]}Z"
+    if value.tzinfo is not None and value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="seconds")[:19] + "Z"
+
+
+def _instant(value: datetime | str) -> datetime:
+    """A time read raw (see :func:`iso_time`) as an aware UTC datetime."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@cache
+def _places(currency: str) -> tuple[int, int, int]:
+    places = max(2, minor_units(currency))
+    return places, 10 ** (6 - places), 10**places
+
+
+def money_text(micros: int, currency: str) -> str:
+    """Micro-units as a decimal string with at least two decimals (more only when the
+    currency has them or the amount has digits below them: nothing is ever hidden)."""
+    places, unit, scale = _places(currency)
+    if micros >= 0 and micros % unit == 0:
+        whole, cents = divmod(micros // unit, scale)
+        return f"{whole}.{cents:0{places}d}"
+    text = format(Decimal(micros).scaleb(-6).normalize(), "f")
+    decimals = len(text.partition(".")[2])
+    return text if decimals >= places else f"{Decimal(text):.{places}f}"
+
+
+class _Zeros(dict[str, str]):
+    """Zero in each currency, as shown: most calls cost nothing, so this is the hot case."""
+
+    def __missing__(self, currency: str) -> str:
+        self[currency] = text = money_text(0, currency)
+        return text
+
+
+def usage_id(org_id: str, record_id: str) -> str:
+    """A stable id per call or message: BLAKE2b of the organization and the record's id,
+    in GUID form. The same call always has the same UsageId."""
+    digest = hashlib.blake2b(f"{org_id}\x00{record_id}".encode(), digest_size=16).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
+
+
+# -- queries ---------------------------------------------------------------------------------
+
+
+def _raw(column: Any) -> Any:
+    """The column without its result processing: times come back as the driver gives them
+    (text on SQLite) and are formatted by :func:`iso_time` in one step, which is most of
+    what keeps a million-row export fast."""
+    return type_coerce(column, String).label(column.name)
+
+
+_PSTN_FIELDS = (
+    calls.c.call_id,
+    calls.c.conference_id,
+    calls.c.user_location,
+    calls.c.user_id,
+    calls.c.upn,
+    calls.c.display_name,
+    calls.c.from_number,
+    calls.c.call_type,
+    calls.c.number_type,
+    type_coerce(calls.c.domestic, Integer).label("domestic"),
+    calls.c.to_number,
+    calls.c.external_country,
+    _raw(calls.c.start_time),
+    _raw(calls.c.end_time),
+    calls.c.duration_seconds,
+    calls.c.connection_fee_micros,
+    calls.c.charge_micros,
+    calls.c.currency,
+    calls.c.capability,
+)
+
+_SMS_FIELDS = (
+    sms_messages.c.sms_id,
+    _raw(sms_messages.c.sent_at),
+    sms_messages.c.upn,
+    sms_messages.c.display_name,
+    sms_messages.c.direction,
+    sms_messages.c.from_number,
+    sms_messages.c.to_number,
+    sms_messages.c.units,
+    sms_messages.c.charge_micros,
+    sms_messages.c.currency,
+    sms_messages.c.capability,
+    sms_messages.c.from_country,
+    sms_messages.c.to_country,
+)
+
+Cursor = tuple[datetime, str]
+
+
+def _pstn_query(request: ReportRequest, after: Cursor | None) -> Select[Any]:
+    """Only ended calls (R-50); by start time, then call id, so pages never skip or repeat."""
+    c = calls.c
+    query = select(*_PSTN_FIELDS).where(
+        c.org_id == request.org_id,
+        c.status == "ended",
+        c.start_time >= request.range.start,
+        c.start_time < request.range.end,
+    )
+    f = request.filters
+    if f.user:
+        query = query.where(c.upn == f.user)
+    if f.call_type:
+        query = query.where(c.call_type == f.call_type)
+    if f.capability:
+        query = query.where(c.capability == f.capability)
+    if after is not None:
+        query = query.where(
+            or_(c.start_time > after[0], and_(c.start_time == after[0], c.call_id > after[1]))
+        )
+    return query.order_by(c.start_time, c.call_id)
+
+
+def _sms_query(request: ReportRequest, after: Cursor | None) -> Select[Any]:
+    """Messages that were sent (allowed), by sent time, then message id."""
+    c = sms_messages.c
+    query = select(*_SMS_FIELDS).where(
+        c.org_id == request.org_id,
+        c.decision == "allow",
+        c.sent_at >= request.range.start,
+        c.sent_at < request.range.end,
+    )
+    f = request.filters
+    if f.user:
+        query = query.where(c.upn == f.user)
+    if f.call_type:
+        query = query.where(c.direction == f.call_type)
+    if f.capability:
+        query = query.where(c.capability == f.capability)
+    if after is not None:
+        query = query.where(
+            or_(c.sent_at > after[0], and_(c.sent_at == after[0], c.sms_id > after[1]))
+        )
+    return query.order_by(c.sent_at, c.sms_id)
+
+
+Row = tuple[Any, ...]
+
+
+def _pstn_rows(request: ReportRequest, raw: Iterable[Sequence[Any]]) -> list[Row]:
+    """Database rows of calls as R-50 rows. Caller ID is the from number, Destination Number
+    the to number; the other party (from for inbound call types, to otherwise) is masked."""
+    org_id = request.org_id
+    digits = MASKED_DIGITS.get(request.country, 0) if request.masking else 0
+    names: dict[str | None, str | None] = {None: None}
+    # Keys 1 and 0 are the same as True and False: SQLite's raw booleans find them too.
+    domestic_label = {True: "Domestic", False: "International", None: None}
+    time_text, money, blake2b = iso_time, money_text, hashlib.blake2b
+    zero = _Zeros()
+    rows: list[Row] = []
+    add = rows.append
+    for (
+        call_id,
+        conference_id,
+        location,
+        user_id,
+        upn,
+        display_name,
+        from_number,
+        call_type,
+        number_type,
+        domestic,
+        to_number,
+        external,
+        start,
+        end,
+        duration,
+        fee,
+        charge,
+        currency,
+        capability,
+    ) in raw:
+        inbound = call_type.endswith("_in")
+        if digits:
+            if inbound:
+                from_number = _mask(from_number, digits)
+            else:
+                to_number = _mask(to_number, digits)
+        if external not in names:
+            names[external] = country_name(external)
+        digest = blake2b(f"{org_id}\x00{call_id}".encode(), digest_size=16).hexdigest()
+        add(
+            (
+                f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}",
+                call_id,
+                conference_id,
+                location,
+                user_id,
+                upn,
+                display_name,
+                from_number,
+                call_type,
+                "Inbound" if inbound else "Outbound",
+                number_type,
+                domestic_label[domestic],
+                names[external],
+                to_number,
+                external,
+                f"{start[:10]}T{start[11:19]}Z" if start.__class__ is str else time_text(start),
+                f"{end[:10]}T{end[11:19]}Z" if end.__class__ is str else time_text(end),
+                duration,
+                money(fee, currency) if fee else zero[currency],
+                money(charge, currency) if charge else zero[currency],
+                currency,
+                capability,
+            )
+        )
+    return rows
+
+
+def _sms_rows(request: ReportRequest, raw: Iterable[Sequence[Any]]) -> list[Row]:
+    org_id = request.org_id
+    rows: list[Row] = []
+    add = rows.append
+    digits = MASKED_DIGITS.get(request.country, 0) if request.masking else 0
+    for (
+        sms_id,
+        sent_at,
+        upn,
+        display_name,
+        direction,
+        from_number,
+        to_number,
+        units,
+        charge,
+        currency,
+        capability,
+        from_country,
+        to_country,
+    ) in raw:
+        if digits:
+            if direction == "inbound":
+                from_number = _mask(from_number, digits)
+            else:
+                to_number = _mask(to_number, digits)
+        add(
+            (
+                usage_id(org_id, sms_id),
+                sms_id,
+                iso_time(sent_at),
+                upn,
+                display_name,
+                direction.title(),
+                from_number,
+                to_number,
+                units,
+                money_text(charge, currency),
+                currency,
+                capability,
+                from_country,
+                to_country,
+            )
+        )
+    return rows
+
+
+# -- the use cases ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    request: ReportRequest
+    rows: list[tuple[Any, ...]]
+    next_cursor: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        columns = self.request.kind.columns
+        return {
+            "report": self.request.kind.name,
+            "parameters": self.request.parameters(),
+            "columns": list(columns),
+            "rows": [dict(zip(columns, row, strict=True)) for row in self.rows],
+            "next_cursor": self.next_cursor,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    file_name: str
+    content_type: str
+    chunks: Iterator[bytes] = field(repr=False)
+
+
+def _encode_cursor(value: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> list[Any]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:
+        value = None
+    if not isinstance(value, list):
+        raise InvalidRequest("not a cursor of this report", code="invalid_cursor", field="cursor")
+    return value
+
+
+def _keyset(cursor: str) -> Cursor:
+    value = _decode_cursor(cursor)
+    try:
+        at, record_id = value
+        return datetime.fromisoformat(at).astimezone(UTC), str(record_id)
+    except (TypeError, ValueError):
+        raise InvalidRequest(
+            "not a cursor of this report", code="invalid_cursor", field="cursor"
+        ) from None
+
+
+class Reports:
+    """The reports of R-50..R-54 for one store."""
+
+    def __init__(self, store: Store, clock: Clock, calls: Calls, *, fetch_rows: int = FETCH_ROWS):
+        self.store = store
+        self.clock = clock
+        self.calls = calls
+        self.fetch_rows = fetch_rows
+
+    def request(
+        self,
+        report: str,
+        org_id: str,
+        *,
+        days: int | None = None,
+        from_: date | str | None = None,
+        to: date | str | None = None,
+        user: str | None = None,
+        call_type: str | None = None,
+        capability: str | None = None,
+        masking: bool | None = None,
+    ) -> ReportRequest:
+        """Check what was asked, before anything is streamed: a refusal is a clean error."""
+        kind = KINDS.get(report)
+        if kind is None:
+            raise InvalidRequest(
+                f"the reports are {', '.join(REPORTS)}", code="invalid_value", field="report"
+            )
+        now = self.clock.now().astimezone(UTC)
+        # The pools report is of the current month unless a range is asked for (R-54).
+        default_days = None if kind is POOLS else DEFAULT_DAYS
+        date_range = parse_range(
+            now.date(), days=days, from_=from_, to=to, default_days=default_days
+        )
+        filters = _filters(kind.name, user, call_type, capability)
+        with self.store.unit_of_work(read_only=True) as uow:
+            org = get_org(uow, org_id)
+        return ReportRequest(
+            kind=kind,
+            org_id=org.id,
+            country=org.country,
+            range=date_range,
+            filters=filters,
+            masking=masking_default(org.country) if masking is None else masking,
+            generated_at=now,
+        )
+
+    # -- rows ---------------------------------------------------------------------------------
+
+    def _query(self, request: ReportRequest, after: Cursor | None) -> Select[Any]:
+        return _pstn_query(request, after) if request.kind is PSTN else _sms_query(request, after)
+
+    def _shape(self, request: ReportRequest, raw: Iterable[Sequence[Any]]) -> list[Row]:
+        return _pstn_rows(request, raw) if request.kind is PSTN else _sms_rows(request, raw)
+
+    def batches(self, request: ReportRequest) -> Generator[list[Row], None, None]:
+        """Every row of the report, in order, in batches of up to ``fetch_rows``: one read
+        transaction, ``yield_per`` rows at a time, never the whole range in memory."""
+        if request.kind is POOLS:
+            yield self._pool_rows(request)
+            return
+        with self.store.unit_of_work(read_only=True) as uow:
+            conn = uow.conn.execution_options(yield_per=self.fetch_rows)
+            result = conn.execute(self._query(request, None))
+            for partition in result.partitions():
+                yield self._shape(request, partition)
+
+    def rows(self, request: ReportRequest) -> Iterator[Row]:
+        """Every row of the report, in order (see :meth:`batches`)."""
+        batches = self.batches(request)
+        try:
+            for batch in batches:
+                yield from batch
+        finally:
+            batches.close()
+
+    def count(self, request: ReportRequest) -> int:
+        """How many rows the report has (for progress indicators)."""
+        if request.kind is POOLS:
+            return len(self._pool_rows(request))
+        query = self._query(request, None).order_by(None)
+        with self.store.unit_of_work(read_only=True) as uow:
+            total = uow.conn.execute(select(func.count()).select_from(query.subquery())).scalar()
+        return int(total or 0)
+
+    def page(self, request: ReportRequest, *, limit: int = 100, cursor: str | None = None) -> Page:
+        """One page of rows; ``next_cursor`` continues after its last row."""
+        if not 1 <= limit <= 1000:
+            raise InvalidRequest("limit is 1 to 1000", code="invalid_value", field="limit")
+        if request.kind is POOLS:
+            start = (_decode_cursor(cursor) or [None])[0] if cursor else 0
+            if not isinstance(start, int) or start < 0:
+                raise InvalidRequest("not a cursor of this report", code="invalid_cursor")
+            rows = self._pool_rows(request)
+            more = start + limit < len(rows)
+            return Page(
+                request,
+                rows[start : start + limit],
+                _encode_cursor([start + limit]) if more else None,
+            )
+        after = _keyset(cursor) if cursor else None
+        with self.store.unit_of_work(read_only=True) as uow:
+            raw = uow.conn.execute(self._query(request, after).limit(limit + 1)).all()
+        more = len(raw) > limit
+        raw = raw[:limit]
+        next_cursor = None
+        if more:
+            last = raw[-1]
+            at = last.start_time if request.kind is PSTN else last.sent_at
+            key = last.call_id if request.kind is PSTN else last.sms_id
+            next_cursor = _encode_cursor([_instant(at).isoformat(), key])
+        return Page(request, list(self._shape(request, raw)), next_cursor)
+
+    def _pool_rows(self, request: ReportRequest) -> list[tuple[Any, ...]]:
+        """R-54: per month, country and capability: total, used, available, percent used."""
+        catalogue = self.calls.catalogue
+        rows: list[tuple[Any, ...]] = []
+        for month in request.range.months():
+            for key, total, used in self.calls.pools(request.org_id, month):
+                if request.filters.capability and key.capability != request.filters.capability:
+                    continue
+                name = (
+                    catalogue.sku(key.capability).name
+                    if key.capability in catalogue.skus
+                    else key.capability
+                )
+                if total:
+                    percent = f"{Decimal(used * 100) / Decimal(total):.1f}"
+                else:
+                    percent = "100.0" if used else "0.0"
+                rows.append(
+                    (
+                        month,
+                        key.country,
+                        key.capability,
+                        name,
+                        key.kind,
+                        key.user_id,
+                        "messages" if key.kind == "sms" else "minutes",
+                        total,
+                        used,
+                        max(total - used, 0),
+                        percent,
+                    )
+                )
+        return rows
+
+    # -- exports ------------------------------------------------------------------------------
+
+    def export(
+        self,
+        request: ReportRequest,
+        fmt: str,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> Export:
+        """The report as a file, produced chunk by chunk as it is read."""
+        if fmt not in FORMATS:
+            raise InvalidRequest(
+                f"format is json, {', '.join(FORMATS)}", code="invalid_value", field="format"
+            )
+        return Export(
+            request.file_name(fmt), CONTENT_TYPES[fmt], self._chunks(request, fmt, progress)
+        )
+
+    def _chunks(
+        self, request: ReportRequest, fmt: str, progress: Callable[[int], None] | None
+    ) -> Iterator[bytes]:
+        batches = self.batches(request)
+        counted = _counting(batches, progress) if progress else batches
+        try:
+            if fmt == "csv":
+                yield from csv_chunks(request.kind, counted)
+            elif fmt == "xlsx":
+                yield from xlsx_chunks(request.kind, counted)
+            else:
+                yield from zip_chunks(request, counted)
+        finally:
+            batches.close()
+
+
+def _counting(batches: Iterator[list[Row]], progress: Callable[[int], None]) -> Iterator[list[Row]]:
+    for batch in batches:
+        yield batch
+        progress(len(batch))
+
+
+# -- writers ---------------------------------------------------------------------------------
+
+
+def csv_chunks(kind: ReportKind, batches: Iterable[Sequence[Row]]) -> Iterator[bytes]:
+    """RFC 4180: a header row, CRLF line ends, fields quoted when they need it; UTF-8.
+    One chunk per batch of rows."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(kind.columns)
+    for batch in batches:
+        writer.writerows(batch)
+        yield buffer.getvalue().encode()
+        buffer.seek(0)
+        buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue().encode()
+
+
+_EXCEL_EPOCH: Final = date(1899, 12, 30).toordinal()
+
+
+def _excel_time(value: str) -> float:
+    """An ISO 8601 UTC string (``2026-01-15T08:00:00Z``) as an Excel serial date."""
+    seconds = int(value[11:13]) * 3600 + int(value[14:16]) * 60 + int(value[17:19])
+    return date.fromisoformat(value[:10]).toordinal() - _EXCEL_EPOCH + seconds / 86_400
+
+
+def xlsx_chunks(
+    kind: ReportKind,
+    batches: Iterable[Sequence[Row]],
+    *,
+    sheet_rows: int = XLSX_SHEET_ROWS,
+    read_size: int = 1 << 20,
+) -> Iterator[bytes]:
+    """A real .xlsx: numbers as numbers, times as dates, a frozen header row and an
+    autofilter on every sheet; rows beyond a sheet's limit continue on the next sheet.
+
+    xlsxwriter's constant-memory mode writes each row to a temporary file as it comes; the
+    finished workbook is then read back in chunks, so memory stays flat either way."""
+    import xlsxwriter  # type: ignore[import-untyped]
+
+    with tempfile.TemporaryDirectory(prefix="commcredits-report-") as folder:
+        path = os.path.join(folder, "report.xlsx")
+        book = xlsxwriter.Workbook(
+            path,
+            {
+                "constant_memory": True,
+                "tmpdir": folder,
+                "strings_to_numbers": False,
+                "strings_to_formulas": False,
+                "strings_to_urls": False,
+            },
+        )
+        header = book.add_format({"bold": True})
+        formats = {
+            "time": book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"}),
+            "money": book.add_format({"num_format": "0.00####"}),
+            "percent": book.add_format({"num_format": "0.0"}),
+        }
+        widths = {"time": 20, "money": 12, "int": 10, "percent": 10, "text": 18}
+        columns = list(enumerate(kind.kinds))
+        last_column = len(kind.columns) - 1
+
+        def new_sheet(number: int) -> Any:
+            sheet = book.add_worksheet(kind.title if number == 1 else f"{kind.title} ({number})")
+            for index, column_kind in columns:
+                sheet.set_column(index, index, widths[column_kind])
+            sheet.freeze_panes(1, 0)
+            for index, title in enumerate(kind.columns):
+                sheet.write_string(0, index, title, header)
+            return sheet
+
+        sheets = 1
+        sheet = new_sheet(sheets)
+        line = 0
+        for row in (row for batch in batches for row in batch):
+            line += 1
+            if line >= sheet_rows:
+                sheet.autofilter(0, 0, line - 1, last_column)
+                sheets += 1
+                sheet = new_sheet(sheets)
+                line = 1
+            for index, column_kind in columns:
+                value = row[index]
+                if value is None:
+                    continue
+                if column_kind == "text":
+                    sheet.write_string(line, index, value)
+                elif column_kind == "int":
+                    sheet.write_number(line, index, value)
+                elif column_kind == "time":
+                    sheet.write_number(line, index, _excel_time(value), formats["time"])
+                else:
+                    sheet.write_number(line, index, float(value), formats[column_kind])
+        sheet.autofilter(0, 0, max(line, 1), last_column)
+        book.close()
+        with open(path, "rb") as finished:
+            while chunk := finished.read(read_size):
+                yield chunk
+
+
+class _Sink(io.RawIOBase):
+    """A write-only stream that hands its bytes out as they come: what lets ``zipfile``
+    write a zip (with data descriptors) straight into a response."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self._parts.append(chunk)
+        self._written += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self._written
+
+    def take(self) -> bytes:
+        data = b"".join(self._parts)
+        self._parts.clear()
+        return data
+
+
+def zip_chunks(request: ReportRequest, batches: Iterable[Sequence[Row]]) -> Iterator[bytes]:
+    """A zip holding ``<stem>.<UTC date>.csv`` and ``parameters.json`` (range and filters)."""
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        info = zipfile.ZipInfo(request.file_name("csv"), request.generated_at.timetuple()[:6])
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with archive.open(info, "w", force_zip64=True) as entry:
+            for chunk in csv_chunks(request.kind, batches):
+                entry.write(chunk)
+                if data := sink.take():
+                    yield data
+        archive.writestr(
+            zipfile.ZipInfo("parameters.json", request.generated_at.timetuple()[:6]),
+            json.dumps(request.parameters(), indent=2) + "\n",
+            compress_type=zipfile.ZIP_DEFLATED,
+        )
+    yield sink.take()
