@@ -15,6 +15,7 @@ from commcredits.api.auth import authorize
 from commcredits.api.errors import EXCEPTION_HANDLERS
 from commcredits.api.routes import (
     advice,
+    charts,
     credits,
     directory,
     orgs,
@@ -43,6 +44,7 @@ def create_app(container: Container) -> Litestar:
             usage.edge_router,
             advice.router,
             reports.router,
+            charts.router,
             system.router,
             system.health,
             openapi_json,
