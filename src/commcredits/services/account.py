@@ -33,6 +33,7 @@ class _PendingEntry:
     lot_id: str | None
     reference: str | None
     description: str | None
+    at: datetime | None = None
 
 
 class AccountSession:
@@ -148,9 +149,11 @@ class AccountSession:
         kind: EntryKind,
         reference: str | None,
         description: str | None = None,
+        at: datetime | None = None,
     ) -> tuple[Allocation, ...]:
         """Spend ``amount`` from the oldest unexpired lots first (R-22); refused whole when it is
-        more than the available balance (R-28: the balance never goes below zero)."""
+        more than the available balance (R-28: the balance never goes below zero). ``at`` dates
+        the entries when the usage happened earlier than now (a finished call sent later)."""
         if amount <= 0:
             raise ValueError("a debit must be positive")
         if amount > self.available:
@@ -169,7 +172,7 @@ class AccountSession:
             self.lots[lot.id] = replace(lot, remaining=lot.remaining - allocation.amount)
             self._changed_lots.add(lot.id)
             self._entries.append(
-                _PendingEntry(kind, -allocation.amount, lot.id, reference, description)
+                _PendingEntry(kind, -allocation.amount, lot.id, reference, description, at)
             )
         self._move(-amount)
         self.debited = True
@@ -205,7 +208,7 @@ class AccountSession:
                         org_id=self.org.id,
                         seq=seq + offset,
                         id=new_id("txn"),
-                        at=self.now,
+                        at=pending.at or self.now,
                         kind=pending.kind,
                         amount=pending.amount,
                         lot_id=pending.lot_id,
