@@ -33,7 +33,6 @@ class _PendingEntry:
     lot_id: str | None
     reference: str | None
     description: str | None
-    at: datetime | None = None
 
 
 class AccountSession:
@@ -149,11 +148,9 @@ class AccountSession:
         kind: EntryKind,
         reference: str | None,
         description: str | None = None,
-        at: datetime | None = None,
     ) -> tuple[Allocation, ...]:
         """Spend ``amount`` from the oldest unexpired lots first (R-22); refused whole when it is
-        more than the available balance (R-28: the balance never goes below zero). ``at`` dates
-        the entries when the usage happened earlier than now (a finished call sent later)."""
+        more than the available balance (R-28: the balance never goes below zero)."""
         if amount <= 0:
             raise ValueError("a debit must be positive")
         if amount > self.available:
@@ -172,7 +169,7 @@ class AccountSession:
             self.lots[lot.id] = replace(lot, remaining=lot.remaining - allocation.amount)
             self._changed_lots.add(lot.id)
             self._entries.append(
-                _PendingEntry(kind, -allocation.amount, lot.id, reference, description, at)
+                _PendingEntry(kind, -allocation.amount, lot.id, reference, description)
             )
         self._move(-amount)
         self.debited = True
@@ -208,7 +205,7 @@ class AccountSession:
                         org_id=self.org.id,
                         seq=seq + offset,
                         id=new_id("txn"),
-                        at=pending.at or self.now,
+                        at=self.now,
                         kind=pending.kind,
                         amount=pending.amount,
                         lot_id=pending.lot_id,

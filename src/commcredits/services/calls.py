@@ -538,12 +538,7 @@ class Calls:
             take = min(charged, session.available)
             if take > 0:
                 session.debit(
-                    take,
-                    kind="usage",
-                    reference=record.call_id,
-                    description=record.call_type,
-                    # Dated when the call ended (a finished call may be sent days later).
-                    at=min(end_time, session.now),
+                    take, kind="usage", reference=record.call_id, description=record.call_type
                 )
             # The balance never goes below zero: a call that ran past what it was granted
             # is charged what was there, and its record says what was actually charged.
