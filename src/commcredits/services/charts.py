@@ -589,6 +589,7 @@ def _draw_daily_spend(axes: Any, data: DailySpend) -> None:
     bottom = [0.0] * len(days)
     drawn = False
     for source in data.sources:
+        # Only the drawing sees floats (pixels); the data stays exact Decimal.
         values = [float(d.amounts[source]) for d in data.days]
         if not any(values):
             continue  # pool, included and free minutes cost nothing: no empty layers

@@ -964,6 +964,8 @@ def xlsx_chunks(
                 elif column_kind == "time":
                     sheet.write_number(line, index, _excel_time(value), formats["time"])
                 else:
+                    # An Excel number is a double: the exact amount is the CSV's text; here it
+                    # becomes the spreadsheet's own number type so sums and filters work.
                     sheet.write_number(line, index, float(value), formats[column_kind])
         sheet.autofilter(0, 0, max(line, 1), last_column)
         book.close()
