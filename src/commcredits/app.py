@@ -34,6 +34,7 @@ from commcredits.services.mail import Mailer
 from commcredits.services.orgs import Organizations
 from commcredits.services.overage import OverageInvoicing
 from commcredits.services.rating import Rating
+from commcredits.services.signin import SignIn
 from commcredits.settings import Settings
 from commcredits.store import migrate
 from commcredits.store.database import Store
@@ -55,6 +56,7 @@ class Container:
     advisor: Advisor
     gateway: PaymentGateway
     jobs: JobRunner
+    signin: SignIn
 
     def close(self) -> None:
         self.calls.committer.close()
@@ -147,4 +149,5 @@ def build(
         advisor=advisor,
         gateway=gateway,
         jobs=jobs,
+        signin=SignIn(store, clock, keys),
     )

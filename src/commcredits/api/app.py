@@ -26,6 +26,7 @@ from commcredits.api.routes import (
 )
 from commcredits.api.strict import check_body
 from commcredits.app import Container
+from commcredits.console import console_router
 
 
 @get("/openapi.json", include_in_schema=False, sync_to_thread=False)
@@ -48,6 +49,7 @@ def create_app(container: Container) -> Litestar:
             system.router,
             system.health,
             openapi_json,
+            console_router(),
         ],
         guards=[authorize],
         before_request=check_body,
