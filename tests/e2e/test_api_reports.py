@@ -284,3 +284,61 @@ def test_the_cli_writes_a_report_file(
     )
     assert old.exit_code == 1
     assert "range_too_old" in old.output
+
+
+def test_the_operator_sets_number_masking_on_the_organization(
+    api: Client, sqlite_container: Container, tmp_path: Path
+) -> None:
+    from commcredits.cli.main import app
+
+    org_id = api.post(
+        "/v1/orgs",
+        json={"name": "Fabrikam", "country": "DE", "currency": "EUR", "billing": "prepaid"},
+    ).json()["id"]
+    org_url = f"/v1/orgs/{org_id}"
+    created = api.get(org_url).json()
+    assert (created["mask_numbers"], created["numbers_masked"]) == (None, True)
+    admin = {"Authorization": f"Bearer {_key(api, org_id, 'admin')}"}
+    refused = api.patch(org_url, json={"mask_numbers": False}, headers=admin)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "forbidden"
+    # The admin may still change what is theirs to change.
+    assert api.patch(org_url, json={"name": "Fabrikam AG"}, headers=admin).status_code == 200
+    off = api.patch(org_url, json={"mask_numbers": False})
+    assert off.status_code == 200, off.text
+    assert (off.json()["mask_numbers"], off.json()["numbers_masked"]) == (False, False)
+    listed = {org["id"]: org for org in api.get("/v1/orgs").json()}
+    assert listed[org_id]["mask_numbers"] is False
+    sqlite_container.directory.set_subscription(org_id, "MCOEV", 5, actor="t")
+    sqlite_container.directory.create_user(org_id, ANN, "Ann", "DE", actor="t")
+    sqlite_container.directory.change_licenses(org_id, ANN, ["MCOEV"], [], actor="t")
+    sqlite_container.calls.import_cdrs(
+        org_id,
+        [
+            CdrRecord(
+                "in", "user_in", ANN, "+4930123456", "+4930999999", _at("2026-01-14T08:00Z"), 9
+            )
+        ],
+    )
+    base = f"{org_url}/reports/pstn"
+    assert api.get(base, params={"format": "csv"}).text.split("\r\n")[1].split(",")[7] == (
+        "+4930123456"
+    )
+    back = api.patch(org_url, json={"mask_numbers": None})
+    assert (back.json()["mask_numbers"], back.json()["numbers_masked"]) == (None, True)
+    assert api.get(base, params={"format": "csv"}).text.split("\r\n")[1].split(",")[7] == (
+        "+4930123***"
+    )
+    assert api.patch(org_url, json={"mask_numbers": "yes"}).status_code == 400
+
+    url = sqlite_container.settings.database_url
+    result = CliRunner().invoke(
+        app, ["orgs", "set", org_id, "--mask-numbers", "off", "--database-url", url, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["mask_numbers"] == "off"
+    assert api.get(org_url).json()["mask_numbers"] is False
+    wrong = CliRunner().invoke(
+        app, ["orgs", "set", org_id, "--mask-numbers", "maybe", "--database-url", url]
+    )
+    assert wrong.exit_code == 2

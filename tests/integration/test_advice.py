@@ -97,6 +97,36 @@ def test_advice_from_ten_days_of_charged_calls(container: Container) -> None:
 
 
 @pytest.mark.usefixtures("ledger_checked")
+def test_a_week_of_calls_imported_in_one_batch_is_seven_days_of_spend(
+    container: Container,
+) -> None:
+    """R-55: daily spend follows the calls' own start times, not the import's. One 5.00 call
+    on each of the last seven days, all imported today: seven days of 5.00, not one of 35.00
+    (which would put p95 and the trigger at seven times the pace)."""
+    org_id, _ = _org(container, "1000.00", PAYG)
+    now = container.clock.now()
+    records = [
+        CdrRecord(f"w{day}", "user_out", ANN, ANN_NUMBER, US_FIXED, now - timedelta(days=day), 60)
+        for day in range(1, 8)
+    ]
+    assert {r.status for r in container.calls.import_cdrs(org_id, records)} == {"charged"}
+    with container.store.unit_of_work(read_only=True) as uow:
+        debited = uow.conn.execute(
+            select(func.count(func.distinct(func.date(tables.ledger_entries.c.at)))).where(
+                tables.ledger_entries.c.org_id == org_id,
+                tables.ledger_entries.c.kind == "usage",
+            )
+        ).scalar_one()
+    assert debited == 1
+    advice = _advisor(container).advice(org_id).advice
+    assert advice.basis_days == 7
+    assert (advice.daily_spend_p50, advice.daily_spend_p95) == (D("5.00"), D("5.00"))
+    assert advice.daily_spend_mean == D("5")
+    assert advice.runway.balance == D("965.00")
+    assert advice.runway.days_until_empty == 193
+
+
+@pytest.mark.usefixtures("ledger_checked")
 def test_an_organization_without_usage_gets_the_minimums(container: Container) -> None:
     org_id, _ = _org(container, "50.00", PAYG)
     advice = _advisor(container).advice(org_id).advice

@@ -11,6 +11,7 @@ from typing import Any
 
 import openpyxl
 import pytest
+from sqlalchemy import insert
 
 from commcredits.app import Container
 from commcredits.domain.errors import InvalidRequest, RuleViolation
@@ -21,11 +22,13 @@ from commcredits.services.reports import (
     PSTN,
     ReportRequest,
     Reports,
+    csv_chunks,
     mask_number,
     parse_range,
     usage_id,
     xlsx_chunks,
 )
+from commcredits.store.tables import calls as calls_table
 
 pytestmark = pytest.mark.usefixtures("ledger_checked")
 
@@ -576,3 +579,137 @@ def test_the_sms_and_pools_reports(container: Container) -> None:
     ] == ["MCOPSTN1"]
     with pytest.raises(InvalidRequest):
         reports.request("pools", org_id, user=ANN)
+
+
+# -- the CSV export's fast path ----------------------------------------------------------------
+
+
+def _raw_call(
+    org_id: str, call_id: str, start: datetime, currency: str, values: dict[str, Any]
+) -> dict[str, Any]:
+    """A call row written straight to the table: data the services would never produce."""
+    row: dict[str, Any] = {
+        "org_id": org_id,
+        "call_id": call_id,
+        "call_type": "user_out",
+        "user_id": "usr_1",
+        "upn": ANN,
+        "display_name": "Ann",
+        "user_location": "DE",
+        "from_number": "+4930123456",
+        "to_number": "+33142685300",
+        "conference_id": None,
+        "status": "ended",
+        "decision": "allow",
+        "funding": "credits",
+        "capability": "MCOPSTNPP",
+        "external_country": "FR",
+        "number_type": "fixed",
+        "domestic": False,
+        "currency": currency,
+        "charge_micros": 80_000,
+        "connection_fee_micros": 0,
+        "start_time": start,
+        "end_time": start + timedelta(seconds=125),
+        "duration_seconds": 125,
+        "source": "cdr",
+    }
+    row.update(values)
+    return row
+
+
+AWKWARD_CALLS: list[dict[str, Any]] = [
+    {"display_name": 'Doe, "Ann"', "conference_id": "line\nbreak", "upn": "a\r@b.c"},
+    {"charge_micros": 75_000, "connection_fee_micros": 1},
+    {"charge_micros": 12_345_678_901, "connection_fee_micros": -5_000},
+    {"end_time": None, "duration_seconds": None, "capability": None, "domestic": None},
+    {"external_country": None, "number_type": None, "user_id": None, "upn": None},
+    {"external_country": "KR", "display_name": "Zoë Ünal 山田"},
+    {"external_country": "ZZ", "call_type": "user_in", "from_number": "anonymous"},
+    {"call_type": "user_in", "from_number": "+49 30 12-3"},
+    {"call_type": "conf_in", "from_number": "+4930１２３４５"},
+    {"to_number": "112", "call_type": "emergency_out"},
+    {"to_number": "+33 1 42 68 53 00"},
+    {"display_name": "unit\x1fseparator", "call_id": "id\x1eodd"},
+    {"currency": "USD", "charge_micros": 10_000},
+    {"call_id": "quoted,id", "conference_id": '"conf"'},
+]
+
+
+@pytest.mark.parametrize(("country", "currency"), [("DE", "EUR"), ("FR", "EUR"), ("BH", "BHD")])
+def test_the_csv_export_writes_the_same_bytes_as_the_rows_a_page_shows(
+    container: Container, country: str, currency: str
+) -> None:
+    """The fast path formats rows in the database; whatever the data, its bytes are those of
+    csv.writer over the rows shaped in Python (R-50, R-52), masked or not."""
+    org = container.orgs.create(NewOrganization("Awkward", country, currency, "prepaid"))
+    start = datetime(2026, 1, 14, 8, tzinfo=UTC)
+    rows = [
+        _raw_call(org.id, f"c{n:02d}", start + timedelta(minutes=n), currency, values)
+        for n, values in enumerate(AWKWARD_CALLS)
+    ] + [
+        _raw_call(org.id, f"plain{n:02d}", start + timedelta(hours=1, seconds=n), currency, {})
+        for n in range(7)
+    ]
+    with container.store.engine.begin() as conn:
+        conn.execute(insert(calls_table), rows)
+    reports = _reports(container)
+    for masking in (True, False):
+        request = reports.request("pstn", org.id, days=7, masking=masking)
+        fast = b"".join(reports.export(request, "csv").chunks)
+        shaped = b"".join(csv_chunks(PSTN, reports.batches(request)))
+        assert fast == shaped
+        assert len(list(csv.reader(io.StringIO(fast.decode(), newline="")))) == len(rows) + 1
+        archive = zipfile.ZipFile(io.BytesIO(b"".join(reports.export(request, "zip").chunks)))
+        assert archive.read(request.file_name("csv")) == fast
+
+
+# -- the organization's masking setting --------------------------------------------------------
+
+
+def test_the_operator_switches_masking_per_organization_and_back_to_the_country_default(
+    container: Container,
+) -> None:
+    from commcredits.services.orgs import OrganizationChanges
+
+    start = datetime(2026, 1, 14, 8, tzinfo=UTC)
+    german = container.orgs.create(NewOrganization("Fabrikam", "DE", "EUR", "prepaid"))
+    american = container.orgs.create(NewOrganization("Contoso", "US", "USD", "prepaid"))
+    with container.store.engine.begin() as conn:
+        conn.execute(
+            insert(calls_table),
+            [
+                _raw_call(german.id, "de", start, "EUR", {}),
+                _raw_call(american.id, "us", start, "USD", {}),
+            ],
+        )
+    reports = _reports(container)
+
+    def destination(org_id: str) -> str:
+        request = reports.request("pstn", org_id, days=7)
+        rows = _csv(reports, request)
+        assert [row[13] for row in rows[1:]] == [page[13] for page in reports.rows(request)]
+        return rows[1][13]
+
+    assert destination(german.id) == "+33142685***"
+    assert destination(american.id) == "+33142685300"
+    container.orgs.update(german.id, OrganizationChanges(mask_numbers="off"))
+    container.orgs.update(american.id, OrganizationChanges(mask_numbers="on"))
+    assert container.orgs.mask_numbers([german.id, american.id]) == {
+        german.id: False,
+        american.id: True,
+    }
+    assert destination(german.id) == "+33142685300"
+    # Switched on where no rule sets the count: the last four digits (our choice).
+    assert destination(american.id) == "+3314268****"
+    on = reports.request("pstn", american.id, days=7)
+    assert (on.parameters()["masking"], on.parameters()["masked_digits"]) == (True, 4)
+    # Another change leaves the setting alone; "default" goes back to the country's rule.
+    container.orgs.update(german.id, OrganizationChanges(name="Fabrikam GmbH"))
+    assert destination(german.id) == "+33142685300"
+    container.orgs.update(german.id, OrganizationChanges(mask_numbers="default"))
+    assert container.orgs.mask_numbers([german.id]) == {german.id: None}
+    assert destination(german.id) == "+33142685***"
+    # A request may still override the setting.
+    shown = reports.request("pstn", german.id, days=7, masking=False)
+    assert _csv(reports, shown)[1][13] == "+33142685300"

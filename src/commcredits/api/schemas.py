@@ -12,6 +12,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from commcredits.domain.organizations import Admin, ApiKey, Organization
+from commcredits.services.reports import masking_default
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 CountryCode = Annotated[str, Meta(min_length=1, max_length=8, description="ISO 3166-1 alpha-2")]
@@ -40,6 +41,9 @@ class UpdateOrganization(Request):
     overage_enabled: bool | UnsetType = UNSET
     pstn_policy: PstnPolicyField | UnsetType = UNSET
     dialout_policy: DialoutPolicyField | UnsetType = UNSET
+    mask_numbers: bool | UnsetType | None = UNSET
+    """Number masking in reports (operator only): true, false, or null for the default of
+    the billing country."""
 
 
 class OrganizationOut(Struct):
@@ -53,9 +57,13 @@ class OrganizationOut(Struct):
     dialout_policy: str
     created_at: datetime
     updated_at: datetime
+    mask_numbers: bool | None = None
+    """The operator's masking setting; null: the default of the billing country."""
+    numbers_masked: bool = False
+    """Whether reports mask the other party's number (the setting, or the default)."""
 
     @classmethod
-    def of(cls, org: Organization) -> OrganizationOut:
+    def of(cls, org: Organization, mask_numbers: bool | None = None) -> OrganizationOut:
         return cls(
             id=org.id,
             name=org.name,
@@ -67,6 +75,8 @@ class OrganizationOut(Struct):
             dialout_policy=org.dialout_policy,
             created_at=org.created_at,
             updated_at=org.updated_at,
+            mask_numbers=mask_numbers,
+            numbers_masked=masking_default(org.country) if mask_numbers is None else mask_numbers,
         )
 
 

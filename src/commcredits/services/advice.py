@@ -1,8 +1,9 @@
 """Use cases of funding advice (R-55) and the forecast mail (R-26, our addition).
 
-:meth:`Advisor.advice` reads the organization's daily usage spend from the ledger and its lots,
-and asks :func:`commcredits.domain.advice.advise`. :meth:`Advisor.forecast_notices` mails the
-billing admins of organizations without auto-recharge whose balance runs out within a week.
+:meth:`Advisor.advice` reads the organization's daily usage spend from the ledger, each debit
+dated by its call's start (its message's sent time), and its lots, and asks
+:func:`commcredits.domain.advice.advise`. :meth:`Advisor.forecast_notices` mails the billing
+admins of organizations without auto-recharge whose balance runs out within a week.
 :meth:`Advisor.advise_from_cdrs` sizes funding before going live: it rates a file of past calls
 through today's licenses, pools and rates with the pure charging decision and pools kept in
 memory, and writes nothing at all.
@@ -16,8 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, func, select, type_coerce
 
 from commcredits.adapters.clock import Clock
 from commcredits.domain import advice as method
@@ -38,7 +40,15 @@ from commcredits.store.credits import CreditRepository
 from commcredits.store.database import Store, UnitOfWork
 from commcredits.store.directory import NumberRepository, UserRepository
 from commcredits.store.orgs import AdminRepository
-from commcredits.store.tables import credit_accounts, ledger_entries, outbox, system_state
+from commcredits.store.tables import (
+    calls,
+    credit_accounts,
+    ledger_entries,
+    outbox,
+    sms_messages,
+    system_state,
+)
+from commcredits.store.types import UTCDateTime, as_utc
 
 FORECAST_KIND = "balance_forecast_low"
 FORECAST_REPEAT = timedelta(days=7)
@@ -95,27 +105,61 @@ class _PastCall:
     facts: CallFacts
 
 
+def _used_at() -> tuple[Any, Any]:
+    """Usage ledger entries with when the usage happened: the call's start (R-40 prices a call
+    by its start, and the usage report files it there) or the message's sent time, else the
+    entry's own time. A batch of last week's CDRs is debited when it is imported, but it is
+    last week's spend: dated by the debit, it would look like one day's burst."""
+    entries = ledger_entries.c
+    at = func.coalesce(calls.c.start_time, sms_messages.c.sent_at, entries.at)
+    joined = ledger_entries.outerjoin(
+        calls,
+        and_(
+            calls.c.org_id == entries.org_id,
+            calls.c.call_id == entries.reference,
+            entries.description != "sms",
+        ),
+    ).outerjoin(
+        sms_messages,
+        and_(
+            sms_messages.c.org_id == entries.org_id,
+            sms_messages.c.sms_id == entries.reference,
+            entries.description == "sms",
+        ),
+    )
+    return joined, at
+
+
 def _daily_usage(conn: Connection, org_id: str, since: datetime) -> dict[date, Decimal]:
-    """Usage debits per UTC day from ``since`` (debits are negative entries)."""
+    """Usage debits per UTC day of the usage itself (see :func:`_used_at`) from ``since``
+    (debits are negative entries)."""
+    joined, at = _used_at()
     micros: dict[date, int] = defaultdict(int)
     rows = conn.execute(
-        select(ledger_entries.c.at, ledger_entries.c.amount_micros).where(
+        select(type_coerce(at, UTCDateTime()), ledger_entries.c.amount_micros)
+        .select_from(joined)
+        .where(
             ledger_entries.c.org_id == org_id,
             ledger_entries.c.kind == "usage",
+            # A debit comes after the usage it pays for: the index narrows, the time decides.
             ledger_entries.c.at >= since,
         )
     )
-    for at, amount in rows:
-        micros[at.date()] -= amount
+    for used, amount in rows:
+        used = as_utc(used)
+        if used is not None and used >= since:
+            micros[used.date()] -= amount
     return {day: from_micros(total) for day, total in micros.items()}
 
 
 def _first_usage(conn: Connection, org_id: str) -> date | None:
+    joined, at = _used_at()
     first = conn.execute(
-        select(func.min(ledger_entries.c.at)).where(
-            ledger_entries.c.org_id == org_id, ledger_entries.c.kind == "usage"
-        )
+        select(type_coerce(func.min(at), UTCDateTime()))
+        .select_from(joined)
+        .where(ledger_entries.c.org_id == org_id, ledger_entries.c.kind == "usage")
     ).scalar_one_or_none()
+    first = as_utc(first)
     return first.date() if first is not None else None
 
 

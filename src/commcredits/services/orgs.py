@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Literal
+
+from sqlalchemy import select, update
 
 from commcredits.adapters.clock import Clock
 from commcredits.domain.countries import check_country
@@ -24,6 +27,7 @@ from commcredits.services import idempotency
 from commcredits.services.idempotency import Idempotency
 from commcredits.store.database import Store, UnitOfWork, retrying
 from commcredits.store.orgs import AdminRepository, OrganizationRepository
+from commcredits.store.tables import organizations
 
 BillingListener = Callable[[UnitOfWork, Organization, Organization], None]
 """Called inside the transaction that changes an organization's billing (before, after)."""
@@ -38,6 +42,10 @@ class NewOrganization:
     overage_enabled: bool = False
 
 
+MaskNumbers = Literal["on", "off", "default"]
+"""``default``: masked where the billing country requires it (services/reports.py)."""
+
+
 @dataclass(frozen=True, slots=True)
 class OrganizationChanges:
     name: str | None = None
@@ -45,6 +53,17 @@ class OrganizationChanges:
     overage_enabled: bool | None = None
     pstn_policy: PstnPolicy | None = None
     dialout_policy: DialoutPolicy | None = None
+    mask_numbers: MaskNumbers | None = None
+    """Number masking in reports (the operator's setting); ``None`` leaves it as it is."""
+
+
+def mask_numbers_setting(uow: UnitOfWork, org_id: str) -> bool | None:
+    """The operator's masking setting of the organization: on, off, or ``None`` (the
+    default of its billing country)."""
+    value = uow.conn.execute(
+        select(organizations.c.mask_numbers).where(organizations.c.id == org_id)
+    ).scalar_one_or_none()
+    return None if value is None else bool(value)
 
 
 def get_org(uow: UnitOfWork, org_id: str) -> Organization:
@@ -93,6 +112,18 @@ class Organizations:
         with self.store.unit_of_work(read_only=True) as uow:
             return get_org(uow, org_id)
 
+    def mask_numbers(self, org_ids: list[str]) -> dict[str, bool | None]:
+        """Each organization's masking setting (see :func:`mask_numbers_setting`)."""
+        with self.store.unit_of_work(read_only=True) as uow:
+            rows = uow.conn.execute(
+                select(organizations.c.id, organizations.c.mask_numbers).where(
+                    organizations.c.id.in_(org_ids)
+                )
+            )
+            return {
+                row.id: None if row.mask_numbers is None else bool(row.mask_numbers) for row in rows
+            }
+
     def list_orgs(self, *, limit: int = 100, after: str | None = None) -> list[Organization]:
         with self.store.unit_of_work(read_only=True) as uow:
             return OrganizationRepository(uow.conn).page(limit=limit, after=after)
@@ -116,6 +147,16 @@ class Organizations:
                 updated_at=self.clock.now(),
             )
             OrganizationRepository(uow.conn).update(after)
+            if changes.mask_numbers is not None:
+                uow.conn.execute(
+                    update(organizations)
+                    .where(organizations.c.id == org_id)
+                    .values(
+                        mask_numbers={"on": True, "off": False, "default": None}[
+                            changes.mask_numbers
+                        ]
+                    )
+                )
             if after.billing != before.billing:
                 for listener in self.billing_listeners:
                     listener(uow, before, after)

@@ -63,6 +63,9 @@ organizations = Table(
     # the organization's defaults; a user's own setting overrides them.
     Column("pstn_policy", String(32), nullable=False, server_default="international_and_domestic"),
     Column("dialout_policy", String(32), nullable=False, server_default="any"),
+    # Reports mask the other party's number: on/off as the operator set it, NULL for the
+    # default of the billing country (services/reports.py, MASKED_DIGITS).
+    Column("mask_numbers", Boolean),
     CheckConstraint("billing IN ('prepaid', 'postpaid')", name="billing_known"),
 )
 
@@ -478,4 +481,40 @@ sms_messages = Table(
     Column("sent_at", UTCDateTime, nullable=False),
     Column("invoice_id", ID),
     Index("ix_sms_messages_org_id_sent_at", "org_id", "sent_at"),
+)
+
+# The web console: sessions, invitations and sign-in failures. Tokens are kept only as their
+# SHA-256, so a copy of the database lets nobody in.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("org_id", ID, ForeignKey("organizations.id")),  # null: an operator session
+    Column("admin_id", ID),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    Index("ix_console_sessions_org_id_admin_id", "org_id", "admin_id"),
+)
+
+admin_invitations = Table(
+    "admin_invitations",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("org_id", ID, ForeignKey("organizations.id"), nullable=False),
+    Column("admin_id", ID, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime),
+    Index("ix_admin_invitations_org_id_admin_id", "org_id", "admin_id"),
+)
+
+signin_failures = Table(
+    "signin_failures",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("last_failure_at", UTCDateTime, nullable=False),
+    Column("locked_until", UTCDateTime),
 )

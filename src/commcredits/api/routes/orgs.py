@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Router, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
+from msgspec import UnsetType
 
 from commcredits.api.auth import principal_of
 from commcredits.api.schemas import (
@@ -19,8 +20,9 @@ from commcredits.api.schemas import (
     UpdateOrganization,
 )
 from commcredits.api.support import blocking, container_of, idempotency_for
+from commcredits.domain.errors import Forbidden
 from commcredits.services.keys import IssuedKey
-from commcredits.services.orgs import NewOrganization, OrganizationChanges
+from commcredits.services.orgs import MaskNumbers, NewOrganization, OrganizationChanges
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -54,16 +56,25 @@ async def list_orgs(
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
     after: FromQuery[str | None] = None,
 ) -> list[OrganizationOut]:
-    orgs = await blocking(container_of(request).orgs.list_orgs, limit=limit, after=after)
-    return [OrganizationOut.of(org) for org in orgs]
+    container = container_of(request)
+    orgs = await blocking(container.orgs.list_orgs, limit=limit, after=after)
+    masking = await blocking(container.orgs.mask_numbers, [org.id for org in orgs])
+    return [OrganizationOut.of(org, masking.get(org.id)) for org in orgs]
 
 
 @get("/orgs/{org:str}", opt={"area": "org"}, summary="Get an organization")
 async def get_org(request: AnyRequest, org: FromPath[str]) -> OrganizationOut:
-    return OrganizationOut.of(await blocking(container_of(request).orgs.get, org))
+    container = container_of(request)
+    found = await blocking(container.orgs.get, org)
+    masking = await blocking(container.orgs.mask_numbers, [found.id])
+    return OrganizationOut.of(found, masking.get(found.id))
 
 
-@patch("/orgs/{org:str}", opt={"area": "org"}, summary="Change name, billing or overage")
+@patch(
+    "/orgs/{org:str}",
+    opt={"area": "org"},
+    summary="Change name, billing, overage, policies or number masking",
+)
 async def update_org(
     request: AnyRequest, org: FromPath[str], data: JSONBody[UpdateOrganization]
 ) -> OrganizationOut:
@@ -73,8 +84,21 @@ async def update_org(
         overage_enabled=data.overage_enabled if isinstance(data.overage_enabled, bool) else None,
         pstn_policy=data.pstn_policy if isinstance(data.pstn_policy, str) else None,
         dialout_policy=data.dialout_policy if isinstance(data.dialout_policy, str) else None,
+        mask_numbers=_mask_numbers(request, data.mask_numbers),
     )
-    return OrganizationOut.of(await blocking(container_of(request).orgs.update, org, changes))
+    container = container_of(request)
+    updated = await blocking(container.orgs.update, org, changes)
+    masking = await blocking(container.orgs.mask_numbers, [updated.id])
+    return OrganizationOut.of(updated, masking.get(updated.id))
+
+
+def _mask_numbers(request: AnyRequest, value: bool | UnsetType | None) -> MaskNumbers | None:
+    """Number masking is the operator's to switch (our choice, as for a report request)."""
+    if isinstance(value, UnsetType):
+        return None
+    if principal_of(request).role != "operator":
+        raise Forbidden("only the operator may switch number masking", code="forbidden")
+    return "default" if value is None else "on" if value else "off"
 
 
 @post("/orgs/{org:str}/admins", opt={"area": "admins"}, status_code=201, summary="Add an admin")
