@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
 
+import msgspec
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("commcredits.access")
+_LINE = msgspec.json.Encoder()
 
 
 def access_log(app: ASGIApp) -> ASGIApp:
@@ -34,18 +35,16 @@ def access_log(app: ASGIApp) -> ASGIApp:
                 state: dict[str, Any] = scope.get("state", {})
                 principal = state.get("principal")
                 path_params: dict[str, Any] = scope.get("path_params") or {}
-                log.info(
-                    json.dumps(
-                        {
-                            "method": scope.get("method"),
-                            "path": scope["path"],
-                            "status": status,
-                            "ms": round((time.perf_counter() - started) * 1000, 2),
-                            "org": path_params.get("org")
-                            or (principal.org_id if principal else None),
-                            "key": principal.key_id if principal else None,
-                        }
-                    )
+                line = _LINE.encode(
+                    {
+                        "method": scope.get("method"),
+                        "path": scope["path"],
+                        "status": status,
+                        "ms": round((time.perf_counter() - started) * 1000, 2),
+                        "org": path_params.get("org") or (principal.org_id if principal else None),
+                        "key": principal.key_id if principal else None,
+                    }
                 )
+                log.info(line.decode())
 
     return middleware

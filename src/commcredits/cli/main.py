@@ -100,21 +100,27 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     database_url: DatabaseUrl = None,
     clock: Annotated[str | None, typer.Option(help="system or simulated")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="HTTP worker processes sharing the port.")
+    ] = 1,
 ) -> None:
     """Migrate the database and serve the HTTP API (and the job runner, on the system clock)."""
+    import os
+
     import uvicorn
 
     from commcredits import logs
     from commcredits.api.app import create_app
 
-    settings = _settings(database_url=database_url, clock=clock, host=host, port=port)
+    overrides = {"database_url": database_url, "clock": clock, "host": host, "port": port}
+    settings = _settings(**overrides)
     logs.configure(settings.log_level)
     container = build(settings)
     issued = container.keys.ensure_operator_key()
     sample = container.rating.ensure_loaded()
     url = f"http://{settings.host}:{settings.port}"
     console.print(f"commcredits {__version__} listening on [bold]{url}[/bold]")
-    console.print(f"database: {settings.database_url}; clock: {settings.clock}")
+    console.print(f"database: {settings.database_url}; clock: {settings.clock}; workers: {workers}")
     if sample is not None:
         console.print(
             f"no rate table yet: loaded the sample table ({sample.rows} rows, sample prices)"
@@ -124,19 +130,50 @@ def serve(
         console.print(f"  [bold]{issued.secret}[/bold]")
     stop_jobs = None
     if settings.clock == "system":
+        # One job runner, in this process, whatever the number of HTTP workers.
         stop_jobs = container.jobs.start_background(settings.job_interval_seconds)
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+    }
     try:
-        uvicorn.run(
-            create_app(container),
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level.lower(),
-            access_log=False,
-        )
+        if workers == 1:
+            uvicorn.run(create_app(container), **options)
+        else:
+            # Each worker builds its own container from the same settings: the command line's
+            # choices reach it through the environment, which wins over the settings file.
+            for name, value in overrides.items():
+                if value is not None:
+                    os.environ[f"COMMCREDITS_{name.upper()}"] = str(value)
+            # A worker builds its container before it answers uvicorn's health check; on a
+            # busy machine that takes longer than uvicorn's default of 5 s.
+            uvicorn.run(
+                f"{__name__}:worker_app",
+                factory=True,
+                workers=workers,
+                timeout_worker_healthcheck=30,
+                **options,
+            )
     finally:
         if stop_jobs is not None:
             stop_jobs.set()
         container.close()
+
+
+def worker_app() -> Any:
+    """The HTTP application of one ``serve --workers`` process, with its own container (its own
+    connections and call-control writer); the database is already migrated by ``serve``."""
+    from commcredits import logs
+    from commcredits.api.app import create_app
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+    container = build(settings, upgrade=False)
+    application = create_app(container)
+    application.on_shutdown.append(container.close)
+    return application
 
 
 @db_app.command("upgrade")
@@ -267,6 +304,43 @@ def orgs_show(org_id: str, database_url: DatabaseUrl = None, as_json: JsonFlag =
         _table("organization", [_org_row(org)])
 
 
+@orgs_app.command("set")
+def orgs_set(
+    org_id: str,
+    mask_numbers: Annotated[
+        str | None,
+        typer.Option(
+            "--mask-numbers",
+            help="Number masking in reports: on, off, or default (by billing country).",
+        ),
+    ] = None,
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Change an organization's operator settings (number masking in reports)."""
+    from commcredits.services.orgs import OrganizationChanges
+
+    if mask_numbers not in (None, "on", "off", "default"):
+        errors.print("[red]error[/red] invalid_value: --mask-numbers is on, off or default")
+        raise typer.Exit(2)
+    container = _container(database_url)
+    try:
+        org = container.orgs.update(
+            org_id,
+            OrganizationChanges(mask_numbers=mask_numbers),  # type: ignore[arg-type]
+        )
+        setting = container.orgs.mask_numbers([org.id]).get(org.id)
+    except CommcreditsError as exc:
+        _fail(exc)
+    finally:
+        container.close()
+    row = _org_row(org) | {"mask_numbers": {None: "default", True: "on", False: "off"}[setting]}
+    if as_json:
+        _print_json(row)
+    else:
+        _table("organization", [row])
+
+
 def _runs_rows(runs: Any) -> list[dict[str, Any]]:
     return [{"job": r.job, "at": r.at.isoformat(), "processed": r.processed} for r in runs]
 
@@ -326,7 +400,9 @@ def clock_set(
 
 # The command groups below register themselves on ``app``.
 from commcredits.cli import advice as _advice  # noqa: E402
+from commcredits.cli import console as _console  # noqa: E402
 from commcredits.cli import credits as _credits  # noqa: E402
+from commcredits.cli import demo as _demo  # noqa: E402, F401
 from commcredits.cli import directory as _directory  # noqa: E402
 from commcredits.cli import rates as _rates  # noqa: E402
 from commcredits.cli import reports as _reports  # noqa: E402
@@ -335,6 +411,7 @@ from commcredits.cli import usage as _usage  # noqa: E402
 
 __all__ = [
     "_advice",
+    "_console",
     "_credits",
     "_directory",
     "_rates",
