@@ -64,7 +64,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
-from typing import Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 import phonenumbers
 
@@ -75,6 +75,7 @@ from commcredits.domain.organizations import Billing, DialoutPolicy, PstnPolicy
 from commcredits.domain.pools import (
     SMS_COUNTRIES,
     PoolKey,
+    PoolKind,
     PoolState,
     dialout_pool,
     month_of,
@@ -197,6 +198,105 @@ def _allow(
     return Decision("allow", None, funding, capability, pool, rate, granted)
 
 
+class _Memo:
+    """The catalogue's answers, remembered per catalogue: they are pure functions of a few
+    license sets and countries that come back on every call of an organization."""
+
+    LIMIT: Final = 20_000
+
+    def __init__(self, catalogue: Catalogue):
+        self.catalogue = catalogue
+        self._answers: dict[tuple[Any, ...], Any] = {}
+
+    def _get(self, key: tuple[Any, ...], compute: Any, *args: Any, **kwargs: Any) -> Any:
+        found = self._answers.get(key, _MISSING)
+        if found is _MISSING:
+            if len(self._answers) >= self.LIMIT:
+                self._answers.clear()
+            found = self._answers[key] = compute(*args, **kwargs)
+        return found
+
+    def held(self, licenses: frozenset[str]) -> tuple[str, ...]:
+        """The effective licenses, in catalogue order."""
+        result: tuple[str, ...] = self._get(("held", licenses), self._held, licenses)
+        return result
+
+    def _held(self, licenses: frozenset[str]) -> tuple[str, ...]:
+        effective = self.catalogue.effective(licenses)
+        return tuple(code for code in self.catalogue.skus if code in effective)
+
+    def has_calling_plan(self, held: tuple[str, ...]) -> bool:
+        result: bool = self._get(("plan", held), self.catalogue.has_calling_plan, held)
+        return result
+
+    def paying_capabilities(
+        self,
+        held: tuple[str, ...],
+        call_type: str,
+        location: str | None,
+        country: str | None,
+        *,
+        premium: bool,
+    ) -> tuple[str, ...]:
+        result: tuple[str, ...] = self._get(
+            ("pay", held, call_type, location, country, premium),
+            self.catalogue.paying_capabilities,
+            held,
+            call_type,
+            location,
+            country,
+            premium=premium,
+        )
+        return result
+
+    def plan_pools(
+        self, sku: str, location: str, country: str, month: str, user_id: str | None
+    ) -> tuple[PoolKey, ...]:
+        """The pools plan ``sku`` of a user in ``location`` needs for a call to ``country``:
+        the one it draws on first, then the others that must not be empty (R-32)."""
+        result: tuple[PoolKey, ...] = self._get(
+            ("pools", sku, location, country, month, user_id),
+            self._plan_pools,
+            sku,
+            location,
+            country,
+            month,
+            user_id,
+        )
+        return result
+
+    def _plan_pools(
+        self, sku: str, location: str, country: str, month: str, user_id: str | None
+    ) -> tuple[PoolKey, ...]:
+        catalogue = self.catalogue
+        if not catalogue.skus[sku].is_plan:
+            return ()
+        domestic = self.is_domestic(location, country)
+        kind: PoolKind = "domestic" if domestic else "international"
+        drawn = plan_pool(catalogue, sku, location, month, kind=kind, user_id=user_id)
+        others = plan_pools(catalogue, sku, location, month, user_id=user_id)
+        return (drawn, *(key for key in others if key != drawn))
+
+    def is_domestic(self, location: str, country: str) -> bool:
+        result: bool = self._get(
+            ("domestic", location, country), self.catalogue.is_domestic, location, country
+        )
+        return result
+
+
+_MISSING: Final = object()
+_MEMOS: dict[int, _Memo] = {}
+
+
+def _memo(catalogue: Catalogue) -> _Memo:
+    memo = _MEMOS.get(id(catalogue))
+    if memo is None or memo.catalogue is not catalogue:
+        if len(_MEMOS) >= 64:
+            _MEMOS.clear()
+        memo = _MEMOS[id(catalogue)] = _Memo(catalogue)
+    return memo
+
+
 @dataclass(frozen=True, slots=True)
 class _Ask:
     """One decision's inputs, bundled for the helpers below."""
@@ -209,6 +309,12 @@ class _Ask:
     slice_seconds: int
     catalogue: Catalogue
     month: str
+    memo: _Memo | None = None
+
+    @property
+    def answers(self) -> _Memo:
+        """The catalogue's remembered answers (see :class:`_Memo`)."""
+        return self.memo if self.memo is not None else _memo(self.catalogue)
 
 
 def decide(
@@ -237,8 +343,9 @@ def decide(
             code="invalid_call_type",
             field="call_type",
         )
+    catalogue = catalogue or Catalogue.load()
     ask = _Ask(
-        call, org, pools, rates, at, slice_seconds, catalogue or Catalogue.load(), month_of(at)
+        call, org, pools, rates, at, slice_seconds, catalogue, month_of(at), _memo(catalogue)
     )
     if not call.pstn:
         return _allow("free", None, slice_seconds)
@@ -348,13 +455,13 @@ def _outbound(ask: _Ask) -> Decision:
     if conference:
         licensed = bool(per_minute or _of_kind(catalogue, held, "conferencing"))
     else:
-        licensed = catalogue.has_calling_plan(held)
+        licensed = ask.answers.has_calling_plan(held)
     if not licensed:
         return _deny("no_license")
     services = ("conf_dialout", "outbound") if conference else ("outbound",)
     money = {catalogue.credits_sku, *per_minute}
     ran_out = False
-    for capability in catalogue.paying_capabilities(
+    for capability in ask.answers.paying_capabilities(
         held,
         call.call_type,
         call.usage_location,
@@ -387,7 +494,7 @@ def _policy_blocks(ask: _Ask, destination: Destination, *, conference: bool) -> 
     """R-37: the user's outbound PSTN policy, or the organizer's meeting dial-out policy."""
     call, catalogue = ask.call, ask.catalogue
     location = call.usage_location
-    domestic = location is not None and catalogue.is_domestic(location, destination.country)
+    domestic = location is not None and ask.answers.is_domestic(location, destination.country)
     if conference:
         policy = call.dialout_policy
         if policy == "zone_a":
@@ -401,21 +508,12 @@ def _pools_for(ask: _Ask, capability: str, destination: Destination) -> tuple[Po
     to pay (MCOPSTN2: its other pool too, R-32); empty for an included license."""
     if capability == DIALOUT_POOL:
         return (dialout_pool(ask.month),)
-    catalogue, call = ask.catalogue, ask.call
-    if not catalogue.skus[capability].is_plan or call.usage_location is None:
+    location = ask.call.usage_location
+    if location is None:
         return ()
-    location = call.usage_location
-    domestic = catalogue.is_domestic(location, destination.country)
-    drawn = plan_pool(
-        catalogue,
-        capability,
-        location,
-        ask.month,
-        kind="domestic" if domestic else "international",
-        user_id=call.user_id,
+    return ask.answers.plan_pools(
+        capability, location, destination.country, ask.month, ask.call.user_id
     )
-    others = plan_pools(catalogue, capability, location, ask.month, user_id=call.user_id)
-    return (drawn, *(key for key in others if key != drawn))
 
 
 # --- money ------------------------------------------------------------------------------------
@@ -500,8 +598,7 @@ def _held(ask: _Ask, *, conference: bool) -> tuple[str, ...]:
     licenses = call.licenses
     if conference and call.organizer_licenses is not None:
         licenses = call.organizer_licenses
-    effective = ask.catalogue.effective(licenses)
-    return tuple(code for code in ask.catalogue.skus if code in effective)
+    return ask.answers.held(frozenset(licenses))
 
 
 def _of_kind(catalogue: Catalogue, held: tuple[str, ...], kind: str) -> tuple[str, ...]:

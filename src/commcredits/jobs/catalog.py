@@ -11,6 +11,7 @@ from commcredits.domain.credits import EXPIRY_WARNINGS_DAYS
 from commcredits.services.advice import Advisor
 from commcredits.services.calls import Calls
 from commcredits.services.credits import Credits
+from commcredits.services.expiry import LotExpiry
 from commcredits.services.mail import Mailer
 from commcredits.services.overage import OverageInvoicing
 from commcredits.store.database import Store
@@ -64,18 +65,20 @@ class IdempotencyPurgeJob:
 
 
 class CreditExpiryJob:
-    """R-21: forfeits what is left in lots whose 12 months are over."""
+    """R-21: forfeits what is left in lots whose 12 months are over, every organization's in
+    a few set-based statements (``services.expiry``)."""
 
     name = "credit_expiry"
 
     def __init__(self, credits: Credits):
         self.credits = credits
+        self.expiry = LotExpiry(credits.store, credits.clock, credits)
 
     def next_due(self) -> datetime | None:
         return self.credits.next_expiry_at()
 
     def run(self) -> int:
-        return self.credits.expire_lots()
+        return self.expiry.sweep()
 
 
 class ExpiryWarningJob:

@@ -47,10 +47,14 @@ class AccountSession:
         self.uow = uow
         self.now = now
         self.repo = CreditRepository(uow.conn)
-        self.account: CreditAccount = self.repo.account(org_id) or self.repo.create_account(
+        self._account: CreditAccount = self.repo.account(org_id) or self.repo.create_account(
             org_id, now
         )
-        self._opening_balance = self.account.balance
+        # Money moves many times per batch of calls: kept as plain numbers, and folded into
+        # the (immutable) account row only when someone reads or saves it.
+        self._balance = self._account.balance
+        self._reserved = self._account.reserved
+        self._opening_balance = self._balance
         self._lots: dict[str, Lot] | None = None
         self._changed_lots: set[str] = set()
         self._new_lots: dict[str, str | None] = {}
@@ -59,6 +63,21 @@ class AccountSession:
         self.forfeited = ZERO
         if self.account.next_expiry_at is not None and self.account.next_expiry_at <= now:
             self.sweep_expired()
+
+    @property
+    def account(self) -> CreditAccount:
+        account = self._account
+        if account.balance != self._balance or account.reserved != self._reserved:
+            account = self._account = replace(
+                account, balance=self._balance, reserved=self._reserved
+            )
+        return account
+
+    @account.setter
+    def account(self, account: CreditAccount) -> None:
+        self._account = account
+        self._balance = account.balance
+        self._reserved = account.reserved
 
     def snapshot(self) -> tuple[object, ...]:
         """The in-memory state, so a failed step of a batch can be undone (see restore)."""
@@ -91,14 +110,14 @@ class AccountSession:
 
     @property
     def balance(self) -> Decimal:
-        return self.account.balance
+        return self._balance
 
     @property
     def available(self) -> Decimal:
-        return self.account.available
+        return self._balance - self._reserved
 
     def _move(self, amount: Decimal) -> None:
-        self.account = replace(self.account, balance=self.account.balance + amount)
+        self._balance += amount
 
     def sweep_expired(self) -> Decimal:
         """Forfeit what is left in lots whose 12 months are over, with an ``expiry`` entry each."""
@@ -115,9 +134,9 @@ class AccountSession:
         if forfeited:
             self.debited = True
             self.forfeited += forfeited
-            if self.account.reserved > self.account.balance:
+            if self._reserved > self._balance:
                 # Money reserved for calls in progress cannot outlive the lots it stood on.
-                self.account = replace(self.account, reserved=self.account.balance)
+                self._reserved = self._balance
         return forfeited
 
     def credit(
@@ -180,12 +199,12 @@ class AccountSession:
         available, so concurrent calls can never together spend more than there is."""
         if amount < 0 or amount > self.available:
             raise RuleViolation("not enough credits to reserve", code="insufficient_credits")
-        self.account = replace(self.account, reserved=self.account.reserved + amount)
+        self._reserved += amount
 
     def release(self, amount: Decimal) -> None:
         """Give back what a call set aside and did not use (never more than is reserved)."""
-        amount = min(max(amount, ZERO), self.account.reserved)
-        self.account = replace(self.account, reserved=self.account.reserved - amount)
+        amount = min(max(amount, ZERO), self._reserved)
+        self._reserved -= amount
 
     @property
     def reached_zero(self) -> bool:

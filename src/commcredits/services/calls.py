@@ -7,6 +7,10 @@ spend more than the balance (R-28). ``end`` rates the whole call once, releases 
 used and writes the ``usage`` ledger entry that names the call. A switch that never ends its
 calls leaves reservations that the ``call_reservations`` job releases after a while, charging
 only the seconds the switch had confirmed.
+
+Live call control (authorize, usage, end) is applied in batches by one writer per process
+(:mod:`commcredits.services.calls_live` through :mod:`commcredits.services.group_commit`):
+many requests, one durable commit, every caller answered only once its request is on disk.
 """
 
 from __future__ import annotations
@@ -30,11 +34,20 @@ from commcredits.domain.rating import Rate, RateTable, classify, price
 from commcredits.domain.usage import CallRecord, SmsRecord
 from commcredits.services import notices
 from commcredits.services.account import AccountSession
+from commcredits.services.calls_live import Authorize, End, LiveCalls, LiveOp, Usage
+from commcredits.services.calls_model import (
+    CallRequest,
+    CdrRecord,
+    month_start,
+    new_record,
+    pool_key,
+    pool_name,
+    rate_of,
+)
 from commcredits.services.credits import Credits
-from commcredits.services.group_commit import Batch, GroupCommitter
+from commcredits.services.group_commit import GroupCommitter
 from commcredits.services.orgs import get_org
 from commcredits.services.rating import Rating
-from commcredits.store.credits import OrderRepository
 from commcredits.store.database import Store, UnitOfWork, retrying
 from commcredits.store.directory import NumberRepository, UserRepository
 from commcredits.store.usage import CallRepository, PoolRepository, SmsRepository
@@ -42,29 +55,6 @@ from commcredits.store.usage import CallRepository, PoolRepository, SmsRepositor
 ZERO = Decimal(0)
 POOL_CACHE_SECONDS = 10.0
 """Pool sizes are recomputed from the licenses at most this often per organization."""
-
-
-@dataclass(frozen=True, slots=True)
-class CallRequest:
-    call_id: str
-    call_type: str
-    user: str | None
-    from_number: str
-    to_number: str
-    conference_id: str | None = None
-    start_time: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CdrRecord:
-    call_id: str
-    call_type: str
-    user: str | None
-    from_number: str
-    to_number: str
-    start_time: datetime
-    duration_seconds: int
-    conference_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,24 +77,7 @@ class SmsRequest:
     sent_at: datetime | None = None
 
 
-def pool_name(key: PoolKey) -> str:
-    """How a pool is keyed in the store (the month is a column of its own)."""
-    return "|".join([key.country or "*", key.capability, key.kind, key.user_id or ""])
-
-
-def _pool_key(name: str, month: str) -> PoolKey:
-    country, capability, kind, user = name.split("|")
-    return PoolKey(
-        country=None if country == "*" else country,
-        capability=capability,
-        month=month,
-        kind=kind,  # type: ignore[arg-type]
-        user_id=user or None,
-    )
-
-
-def _month_start(at: datetime) -> datetime:
-    return at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+__all__ = ["CallRequest", "Calls", "CdrRecord", "CdrResult", "SmsRequest", "pool_name"]
 
 
 class Calls:
@@ -131,7 +104,21 @@ class Calls:
         self._sizes: dict[tuple[str, str], tuple[float, dict[PoolKey, int]]] = {}
         self._sizes_lock = threading.Lock()
         # Live call control goes through one writer: many requests, one durable commit.
-        self.committer = GroupCommitter(store, clock)
+        self.live = LiveCalls(
+            catalogue,
+            rating,
+            credits,
+            self._pool_sizes,
+            slice_seconds=slice_seconds,
+            reservation_ttl=reservation_ttl,
+        )
+        self.committer: GroupCommitter[LiveOp] = GroupCommitter(
+            store,
+            clock,
+            self.live.write,
+            on_commit=self.live.committed,
+            on_abandon=self.live.abandoned,
+        )
 
     # -- shared pieces ------------------------------------------------------------------------
 
@@ -161,7 +148,7 @@ class Calls:
     def _pools(self, uow: UnitOfWork, org_id: str, at: datetime) -> PoolState:
         month = month_of(at)
         taken = {
-            _pool_key(name, month): used + reserved
+            pool_key(name, month): used + reserved
             for name, (used, reserved) in PoolRepository(uow.conn).usage(org_id, month).items()
         }
         return PoolState.from_usage(self._pool_sizes(uow, org_id, at), taken)
@@ -194,7 +181,7 @@ class Calls:
         spent = ZERO
         if user is not None and user.spend_limit is not None:
             # Only a limit needs the month's spending: no query on the hot path otherwise.
-            spent = CallRepository(uow.conn).spent_since(org.id, user.id, _month_start(at))
+            spent = CallRepository(uow.conn).spent_since(org.id, user.id, month_start(at))
         facts = CallFacts(
             call_type=request.call_type,
             from_number=request.from_number,
@@ -260,41 +247,10 @@ class Calls:
             raise InvalidRequest(
                 "call_id has 1 to 255 characters", code="invalid_call_id", field="call_id"
             )
-        now = self.clock.now()
-        start = request.start_time or now
-        table_id, rates = self._rates()
-
-        def work(batch: Batch) -> tuple[CallRecord | None, CreditOrder | None]:
-            uow, session = batch.uow, batch.session(org_id)
-            calls = CallRepository(uow.conn)
-            existing = calls.get(org_id, request.call_id)
-            if existing is not None:
-                return existing, None
-            facts, user = self._facts(uow, session, request, start)
-            decision = charging.decide(
-                facts,
-                self._org_facts(session),
-                self._pools(uow, org_id, start),
-                rates,
-                start,
-                self.slice_seconds,
-                catalogue=self.catalogue,
-            )
-            if (
-                wait_for_recharge
-                and decision.reason == "no_credits"
-                and OrderRepository(uow.conn).has_pending_recharge(org_id)
-            ):
-                return None, None  # decided again once the recharge has settled
-            record = self._new_record(
-                session, request, user, start, decision, table_id, source="live"
-            )
-            record = self._reserve(uow, session, record, decision, start, now)
-            calls.add(record)
-            order = self.credits.maybe_start_recharge(uow, session) if record.reserved else None
-            return record, order
-
-        return self.committer.run(work)
+        answer: tuple[CallRecord | None, CreditOrder | None] = self.committer.run(
+            Authorize(org_id, request, wait_for_recharge)
+        )
+        return answer
 
     def _new_record(
         self,
@@ -307,58 +263,8 @@ class Calls:
         *,
         source: str,
     ) -> CallRecord:
-        try:
-            destination = classify(
-                request.from_number if request.call_type.endswith("_in") else request.to_number
-            )
-            external, number_type = destination.country, destination.number_type
-        except RuleViolation:
-            external, number_type = None, None
-        rate = decision.rate
-        domestic = (
-            self.catalogue.is_domestic(user.usage_location, external)
-            if user is not None and user.usage_location and external
-            else None
-        )
-        return CallRecord(
-            org_id=session.org.id,
-            call_id=request.call_id,
-            call_type=request.call_type,
-            user_id=user.id if user else None,
-            upn=user.upn if user else None,
-            display_name=user.display_name if user else None,
-            user_location=user.usage_location if user else None,
-            from_number=request.from_number,
-            to_number=request.to_number,
-            conference_id=request.conference_id,
-            status="active" if decision.allowed else "denied",
-            decision=decision.decision,
-            reason=decision.reason,
-            funding=decision.funding,
-            capability=decision.capability,
-            external_country=external,
-            number_type=number_type,
-            domestic=domestic,
-            pool=pool_name(decision.pool) if decision.pool else None,
-            pool_minutes=0,
-            reserved_pool_minutes=0,
-            rate_table_id=table_id if rate else None,
-            rate_line=rate.line if rate else None,
-            rate=rate.rate if rate else None,
-            connection_fee=rate.connection_fee if rate else None,
-            first_increment=rate.first_increment if rate else None,
-            increment=rate.increment if rate else None,
-            currency=session.org.currency,
-            charge=ZERO,
-            connection_fee_charged=ZERO,
-            reserved=ZERO,
-            granted_seconds=0,
-            used_seconds=0,
-            start_time=start,
-            end_time=None,
-            duration_seconds=None,
-            reservation_expires_at=None,
-            source=source,  # type: ignore[arg-type]
+        return new_record(
+            session.org, request, user, start, decision, table_id, self.catalogue, source=source
         )
 
     def _reserve(
@@ -404,52 +310,10 @@ class Calls:
     ) -> tuple[int, CreditOrder | None]:
         if used_seconds < 0:
             raise InvalidRequest("used_seconds cannot be negative", field="used_seconds")
-        now = self.clock.now()
-        _, rates = self._rates()
-
-        def work(batch: Batch) -> tuple[int, CreditOrder | None]:
-            uow, session = batch.uow, batch.session(org_id)
-            calls = CallRepository(uow.conn)
-            record = self._call(calls, org_id, call_id)
-            if record.status != "active":
-                return 0, None
-            record = replace(record, used_seconds=max(record.used_seconds, used_seconds))
-            remaining = record.granted_seconds - record.used_seconds
-            order = None
-            if remaining < self.slice_seconds // 2:
-                request = CallRequest(
-                    record.call_id,
-                    record.call_type,
-                    record.upn,
-                    record.from_number,
-                    record.to_number,
-                    record.conference_id,
-                    record.start_time,
-                )
-                facts, _ = self._facts(uow, session, request, record.start_time)
-                # What this call already holds is not spent yet: it does not count against it.
-                facts = replace(
-                    facts, spent_this_month=max(facts.spent_this_month - record.reserved, ZERO)
-                )
-                decision = charging.decide(
-                    facts,
-                    self._org_facts(session),
-                    self._pools(uow, org_id, record.start_time),
-                    rates,
-                    record.start_time,
-                    self.slice_seconds,
-                    catalogue=self.catalogue,
-                )
-                record = self._reserve(uow, session, record, decision, record.start_time, now)
-                order = (
-                    self.credits.maybe_start_recharge(uow, session) if decision.allowed else None
-                )
-            else:
-                record = replace(record, reservation_expires_at=now + self.reservation_ttl)
-            calls.save(record)
-            return max(record.granted_seconds - record.used_seconds, 0), order
-
-        return self.committer.run(work)
+        answer: tuple[int, CreditOrder | None] = self.committer.run(
+            Usage(org_id, call_id, used_seconds)
+        )
+        return answer
 
     @staticmethod
     def _call(calls: CallRepository, org_id: str, call_id: str) -> CallRecord:
@@ -471,25 +335,10 @@ class Calls:
     ) -> tuple[CallRecord, CreditOrder | None]:
         if duration < 0:
             raise InvalidRequest("duration_seconds cannot be negative", field="duration_seconds")
-
-        def work(batch: Batch) -> tuple[CallRecord, CreditOrder | None]:
-            uow, session = batch.uow, batch.session(org_id)
-            calls = CallRepository(uow.conn)
-            record = self._call(calls, org_id, call_id)
-            if record.status != "active":
-                return record, None  # ended (or refused) already: never charged twice
-            record = self._settle(
-                uow,
-                session,
-                record,
-                duration,
-                end_time or record.start_time + timedelta(seconds=duration),
-            )
-            calls.save(record)
-            order = self.credits.after_debit(uow, session)
-            return record, order
-
-        return self.committer.run(work)
+        answer: tuple[CallRecord, CreditOrder | None] = self.committer.run(
+            End(org_id, call_id, duration, end_time)
+        )
+        return answer
 
     def _settle(
         self,
@@ -507,7 +356,7 @@ class Calls:
         charged = ZERO
         fee = ZERO
         if record.funding == "pool" and record.pool:
-            key = _pool_key(record.pool, month)
+            key = pool_key(record.pool, month)
             # The pool holds what this call reserved, plus whatever else is still free in it.
             left = (
                 self._pools(uow, org_id, record.start_time).minutes_left(key)
@@ -581,25 +430,7 @@ class Calls:
 
     @staticmethod
     def _rate_of(record: CallRecord) -> Rate | None:
-        """The rate the call was decided with, rebuilt from the record (a later table never
-        changes a call already rated)."""
-        if record.rate is None or record.first_increment is None or record.increment is None:
-            return None
-        return Rate(
-            line=record.rate_line or 0,
-            service="outbound",
-            prefix="",
-            country="",
-            number_type="any",
-            rate=record.rate,
-            connection_fee=record.connection_fee or ZERO,
-            first_increment=record.first_increment,
-            increment=record.increment,
-            currency=record.currency,
-            effective_from=None,
-            effective_to=None,
-            description="",
-        )
+        return rate_of(record)
 
     def org_of_call(self, call_id: str) -> str | None:
         """The organization of a call id, for the edge's follow-up requests. Call ids are the
@@ -616,9 +447,11 @@ class Calls:
     def import_cdrs(self, org_id: str, records: Sequence[CdrRecord]) -> list[CdrResult]:
         """Rate and charge finished calls in one go, in start-time order; a call id is charged
         at most once ever, and a bad record is rejected while the good ones go through."""
-        results, order = self._import_cdrs(org_id, records)
-        self.credits.pay_if_started(order)
-        return results
+        # Imported here: cdr_batch builds on this module's CdrRecord and CdrResult.
+        from commcredits.services.cdr_batch import CdrBatches
+
+        batches = CdrBatches(self.store, self.clock, self.catalogue, self.rating, self.credits)
+        return batches.import_cdrs(org_id, records)
 
     @retrying()
     def _import_cdrs(
@@ -809,7 +642,7 @@ class Calls:
             key_month = month_of(at)
             sizes = self._pool_sizes(uow, org_id, at)
             used = {
-                _pool_key(name, key_month): u
+                pool_key(name, key_month): u
                 for name, (u, _) in PoolRepository(uow.conn).usage(org_id, key_month).items()
             }
         keys = sorted(set(sizes) | set(used), key=pool_name)

@@ -1,0 +1,312 @@
+"""CDR batches and the expiry sweep on the embedded default (SQLite, WAL, synchronous=FULL).
+
+Figures, each beside a baseline measured in the same run:
+
+* CDRs charged per second: 1,000,000 finished calls (100,000 with ``--quick``) of one
+  organization with 1,000 users, through the batched CDR path (``services.cdr_batch``) in
+  requests of 100,000 (the API's largest), durable commits. The users hold a realistic mix:
+  60% a domestic calling plan with credits (US), 15% domestic and international (GB), 10%
+  pay-as-you-go (US), 10% E5 with credits (meeting dial-out), 5% a plan without credits. The
+  calls: 60% outbound, of which a quarter international, 20% inbound, 8% meeting dial-out, 4%
+  to the organization's toll-free number, the rest emergency, unknown users and bad numbers;
+  each user calls from a book of 30 numbers, so some 30,000 distinct destinations. Baseline: a
+  plain batched insert of the same call rows into a fresh database, same chunks, same
+  durability. Target: 100,000 calls/s and at least 0.25x the baseline.
+* Expired lots swept per second: 1,000,000 expired lots (100,000 with ``--quick``) of 100,000
+  organizations (10,000), ten expired lots and one live lot each, and one organization in a
+  hundred with no live lot, whose balance the sweep takes to zero (the zero-balance mail). Many
+  small organizations is the harder case: one big organization is one group of statements, many
+  need the per-organization follow-ups. Swept through the ``credit_expiry`` job, then
+  ``ledger verify`` must be clean (not timed). Target: under 5 s.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert
+
+from bench.report import Figure
+from commcredits.app import Container, build
+from commcredits.domain.ids import new_id
+from commcredits.jobs.catalog import CreditExpiryJob
+from commcredits.services.calls import CdrRecord
+from commcredits.services.cdr_batch import CdrBatches
+from commcredits.services.credits import NewOrder
+from commcredits.services.orgs import NewOrganization
+from commcredits.services.verify import verify_ledger
+from commcredits.settings import Settings
+from commcredits.store.tables import (
+    credit_accounts,
+    ledger_entries,
+    lots,
+    organizations,
+    user_licenses,
+    users,
+)
+from commcredits.store.usage import CallRepository
+
+SEED = 20261127
+REQUEST = 100_000
+USERS = 1_000
+MIX: list[tuple[int, str, tuple[str, ...]]] = [
+    (600, "US", ("MCOEV", "MCOPSTN1", "MCOPSTNPP")),
+    (150, "GB", ("MCOEV", "MCOPSTN2", "MCOPSTNPP")),
+    (100, "US", ("MCOEV", "MCOPSTN_PAYG_1", "MCOPSTNPP")),
+    (100, "US", ("SPE_E5", "MCOPSTNPP")),
+    (50, "US", ("MCOEV", "MCOPSTN1")),
+]
+TOLL_FREE = "+18002752273"
+DOMESTIC = {"US": "+1212555", "GB": "+44207946"}
+ABROAD = ["+3314268", "+4930123", "+3491234", "+390612", "+8130123", "+52551234", "+1416555"]
+
+
+def _container(folder: Path, name: str) -> Container:
+    return build(
+        Settings(
+            database_url=f"sqlite:///{folder / f'{name}.db'}",
+            sandbox_journal=None,
+            mail_spool_dir=folder / f"mail-{name}",
+        )
+    )
+
+
+def _organization(container: Container) -> tuple[str, list[tuple[str, str]]]:
+    """The funded organization and its users as (upn, usage location)."""
+    org = container.orgs.create(NewOrganization("Bench", "US", "USD", "prepaid")).id
+    method = container.credits.add_agreement(org, "EA-BENCH")
+    container.credits.place_order(org, NewOrder("5000000.00", method.id))
+    for sku in ("MCOEV", "MCOPSTN1", "MCOPSTN2", "MCOPSTN_PAYG_1", "SPE_E5"):
+        container.directory.set_subscription(org, sku, USERS, actor="bench")
+    container.directory.add_number(org, TOLL_FREE, "service_toll_free", None, actor="bench")
+    now = container.clock.now()
+    people: list[tuple[str, str]] = []
+    user_rows: list[dict[str, Any]] = []
+    license_rows: list[dict[str, Any]] = []
+    for count, location, skus in MIX:
+        for _ in range(count):
+            user_id, upn = new_id("usr"), f"user{len(people):04d}@bench.example"
+            people.append((upn, location))
+            user_rows.append(
+                {
+                    "org_id": org,
+                    "id": user_id,
+                    "upn": upn,
+                    "display_name": upn.split("@")[0],
+                    "usage_location": location,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            license_rows += [
+                {"org_id": org, "user_id": user_id, "sku": sku, "assigned_at": now} for sku in skus
+            ]
+    with container.store.engine.begin() as conn:
+        conn.execute(insert(users), user_rows)
+        conn.execute(insert(user_licenses), license_rows)
+    return org, people
+
+
+def _records(people: list[tuple[str, str]], count: int, start: datetime) -> list[CdrRecord]:
+    rng = random.Random(SEED)
+    books = []
+    for _, location in people:
+        home = DOMESTIC[location]
+        books.append(
+            [f"{home}{rng.randint(1000, 9999)}" for _ in range(22)]
+            + [f"{rng.choice(ABROAD)}{rng.randint(1000, 9999)}" for _ in range(8)]
+        )
+    step = timedelta(days=27) / count
+    records = []
+    for n in range(count):
+        who = rng.randrange(len(people))
+        upn: str | None = people[who][0]
+        mine = f"{DOMESTIC[people[who][1]]}{who:04d}"
+        other = rng.choice(books[who])
+        roll = rng.random()
+        call_type, source, target = "user_out", mine, other
+        if roll < 0.20:
+            call_type, source, target = "user_in", other, mine
+        elif roll < 0.28:
+            call_type = "conf_out"
+        elif roll < 0.32:
+            call_type, source, target, upn = "unassigned_in", other, TOLL_FREE, None
+        elif roll < 0.33:
+            call_type, target = "emergency_out", "911"
+        elif roll < 0.34:
+            upn = "nobody@bench.example"
+        elif roll < 0.35:
+            target = "12"
+        elif roll < 0.50:
+            target = f"{rng.choice(ABROAD)}{rng.randint(1000, 9999)}"
+        duration = int(rng.expovariate(1 / 180)) if rng.random() < 0.95 else 0
+        records.append(
+            CdrRecord(f"cdr-{n:08d}", call_type, upn, source, target, start + step * n, duration)
+        )
+    rng.shuffle(records)  # switches send late and out of order
+    return records
+
+
+def _cdr_figures(folder: Path, count: int, say: Callable[..., Any]) -> tuple[float, float]:
+    container = _container(folder, "cdrs")
+    container.rating.ensure_loaded()
+    org, people = _organization(container)
+    start = container.clock.now() - timedelta(days=28)
+    records = _records(people, count, start)
+    batches = CdrBatches(
+        container.store, container.clock, container.catalogue, container.rating, container.credits
+    )
+    plain = _container(folder, "plain")
+    plain_org = plain.orgs.create(NewOrganization("Bench", "US", "USD", "prepaid")).id
+    say(f"  {count:,} finished calls in requests of {REQUEST:,}")
+    charging = inserting = 0.0
+    inserted = 0
+    statuses: dict[str, int] = {}
+    for first in range(0, count, REQUEST):
+        began = time.perf_counter()
+        results = batches.import_cdrs(org, records[first : first + REQUEST])
+        charging += time.perf_counter() - began
+        rows = []
+        for result in results:
+            statuses[result.status] = statuses.get(result.status, 0) + 1
+            if result.status == "charged" and result.record is not None:
+                rows.append(replace(result.record, org_id=plain_org))
+        began = time.perf_counter()
+        for chunk in range(0, len(rows), 20_000):
+            with plain.store.unit_of_work() as uow:
+                CallRepository(uow.conn).add_many(rows[chunk : chunk + 20_000])
+                uow.commit()
+        inserting += time.perf_counter() - began
+        inserted += len(rows)
+    say(f"  outcomes: {statuses}")
+    container.close()
+    plain.close()
+    return count / charging, inserted / inserting
+
+
+def _expiry_figure(folder: Path, lots_count: int, say: Callable[..., Any]) -> tuple[float, int]:
+    container = _container(folder, "expiry")
+    now = container.clock.now()
+    orgs = lots_count // 10
+    bought = now - timedelta(days=400)
+    say(f"  {lots_count:,} expired lots of {orgs:,} organizations")
+    org_rows: list[dict[str, Any]] = []
+    account_rows: list[dict[str, Any]] = []
+    lot_rows: list[dict[str, Any]] = []
+    entry_rows: list[dict[str, Any]] = []
+    for n in range(orgs):
+        org_id = f"org_bench{n:07d}"
+        org_rows.append(
+            {
+                "id": org_id,
+                "name": f"Bench {n}",
+                "country": "US",
+                "currency": "USD",
+                "billing": "prepaid",
+                "overage_enabled": False,
+                "created_at": bought,
+                "updated_at": bought,
+            }
+        )
+        live = n % 100 != 0
+        balance = 0
+        for k in range(11 if live else 10):
+            at = bought + timedelta(hours=k) if k < 10 else now - timedelta(days=10)
+            lot_id = f"lot_{n:07d}{k:02d}LOT00000000000000"
+            amount = 50_000_000 + k * 1_000_000
+            balance += amount
+            lot_rows.append(
+                {
+                    "org_id": org_id,
+                    "id": lot_id,
+                    "source": "adjustment",
+                    "amount_micros": amount,
+                    "remaining_micros": amount,
+                    "purchased_at": at,
+                    "expires_at": at + timedelta(days=365),
+                }
+            )
+            entry_rows.append(
+                {
+                    "org_id": org_id,
+                    "seq": k + 1,
+                    "id": f"txn_{n:07d}{k:02d}DEPOSIT00000000000",
+                    "at": at,
+                    "kind": "adjustment",
+                    "amount_micros": amount,
+                    "lot_id": lot_id,
+                    "balance_after_micros": balance,
+                    "reference": None,
+                    "description": "bench credit",
+                }
+            )
+        account_rows.append(
+            {
+                "org_id": org_id,
+                "balance_micros": balance,
+                "reserved_micros": 0,
+                "entry_seq": 11 if live else 10,
+                "invoice_seq": 0,
+                "next_expiry_at": bought + timedelta(days=365),
+                "zero_notified": False,
+                "recharge_enabled": False,
+                "recharge_status": "off",
+                "recharge_failures": 0,
+                "updated_at": bought,
+            }
+        )
+    with container.store.engine.begin() as conn:
+        for table, rows in (
+            (organizations, org_rows),
+            (credit_accounts, account_rows),
+            (lots, lot_rows),
+            (ledger_entries, entry_rows),
+        ):
+            for chunk in range(0, len(rows), 50_000):
+                conn.execute(insert(table), rows[chunk : chunk + 50_000])
+    expired = sum(1 for row in lot_rows if row["expires_at"] <= now)
+    job = CreditExpiryJob(container.credits)
+    began = time.perf_counter()
+    swept = job.run()
+    seconds = time.perf_counter() - began
+    assert swept == orgs
+    problems, _ = verify_ledger(container.store)
+    for problem in problems[:5]:
+        say(f"  ledger verify: {problem}")
+    say(f"  swept {expired:,} lots in {seconds:.2f} s; ledger verify: {len(problems)} problems")
+    container.close()
+    return seconds, len(problems) + (0 if expired == lots_count else 1)
+
+
+def run(*, quick: bool, say: Callable[..., Any]) -> list[Figure]:
+    calls = 100_000 if quick else 1_000_000
+    expired = 100_000 if quick else 1_000_000
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        rate, plain = _cdr_figures(folder, calls, say)
+        seconds, problems = _expiry_figure(folder, expired, say)
+    return [
+        Figure(
+            f"CDRs charged/s ({calls:,} calls, 1,000 users, one org)",
+            rate,
+            "calls/s",
+            plain,
+            ">= 100,000/s and >= 0.25x plain batched insert",
+            rate >= 100_000 and rate / plain >= 0.25,
+        ),
+        Figure(
+            f"expired lots swept/s ({expired:,} lots, {expired // 10:,} orgs)",
+            expired / seconds,
+            "lots/s",
+            None,
+            "1,000,000 lots under 5 s, ledger verify clean",
+            expired / seconds >= 200_000 and problems == 0,
+        ),
+    ]

@@ -1,0 +1,152 @@
+"""What live calls and finished calls share: the requests, pool names in the store, and how a
+call record is built from a decision and rebuilt into the rate it was decided with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from commcredits.domain import charging
+from commcredits.domain.directory import User
+from commcredits.domain.errors import RuleViolation
+from commcredits.domain.licensing import Catalogue
+from commcredits.domain.organizations import Organization
+from commcredits.domain.pools import PoolKey
+from commcredits.domain.rating import Rate, classify
+from commcredits.domain.usage import CallRecord
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequest:
+    call_id: str
+    call_type: str
+    user: str | None
+    from_number: str
+    to_number: str
+    conference_id: str | None = None
+    start_time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CdrRecord:
+    call_id: str
+    call_type: str
+    user: str | None
+    from_number: str
+    to_number: str
+    start_time: datetime
+    duration_seconds: int
+    conference_id: str | None = None
+
+
+def pool_name(key: PoolKey) -> str:
+    """How a pool is keyed in the store (the month is a column of its own)."""
+    return "|".join([key.country or "*", key.capability, key.kind, key.user_id or ""])
+
+
+def pool_key(name: str, month: str) -> PoolKey:
+    """The key of a pool named ``name`` in the store, in ``month``."""
+    country, capability, kind, user = name.split("|")
+    return PoolKey(
+        country=None if country == "*" else country,
+        capability=capability,
+        month=month,
+        kind=kind,  # type: ignore[arg-type]
+        user_id=user or None,
+    )
+
+
+def month_start(at: datetime) -> datetime:
+    return at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def new_record(
+    org: Organization,
+    request: CallRequest | CdrRecord,
+    user: User | None,
+    start: datetime,
+    decision: charging.Decision,
+    table_id: str | None,
+    catalogue: Catalogue,
+    *,
+    source: str,
+) -> CallRecord:
+    """The record of a call just decided: nothing reserved, granted or charged yet."""
+    try:
+        destination = classify(
+            request.from_number if request.call_type.endswith("_in") else request.to_number
+        )
+        external, number_type = destination.country, destination.number_type
+    except RuleViolation:
+        external, number_type = None, None
+    rate = decision.rate
+    domestic = (
+        catalogue.is_domestic(user.usage_location, external)
+        if user is not None and user.usage_location and external
+        else None
+    )
+    return CallRecord(
+        org_id=org.id,
+        call_id=request.call_id,
+        call_type=request.call_type,
+        user_id=user.id if user else None,
+        upn=user.upn if user else None,
+        display_name=user.display_name if user else None,
+        user_location=user.usage_location if user else None,
+        from_number=request.from_number,
+        to_number=request.to_number,
+        conference_id=request.conference_id,
+        status="active" if decision.allowed else "denied",
+        decision=decision.decision,
+        reason=decision.reason,
+        funding=decision.funding,
+        capability=decision.capability,
+        external_country=external,
+        number_type=number_type,
+        domestic=domestic,
+        pool=pool_name(decision.pool) if decision.pool else None,
+        pool_minutes=0,
+        reserved_pool_minutes=0,
+        rate_table_id=table_id if rate else None,
+        rate_line=rate.line if rate else None,
+        rate=rate.rate if rate else None,
+        connection_fee=rate.connection_fee if rate else None,
+        first_increment=rate.first_increment if rate else None,
+        increment=rate.increment if rate else None,
+        currency=org.currency,
+        charge=ZERO,
+        connection_fee_charged=ZERO,
+        reserved=ZERO,
+        granted_seconds=0,
+        used_seconds=0,
+        start_time=start,
+        end_time=None,
+        duration_seconds=None,
+        reservation_expires_at=None,
+        source=source,  # type: ignore[arg-type]
+    )
+
+
+def rate_of(record: CallRecord) -> Rate | None:
+    """The rate the call was decided with, rebuilt from the record (a later table never
+    changes a call already rated)."""
+    if record.rate is None or record.first_increment is None or record.increment is None:
+        return None
+    return Rate(
+        line=record.rate_line or 0,
+        service="outbound",
+        prefix="",
+        country="",
+        number_type="any",
+        rate=record.rate,
+        connection_fee=record.connection_fee or ZERO,
+        first_increment=record.first_increment,
+        increment=record.increment,
+        currency=record.currency,
+        effective_from=None,
+        effective_to=None,
+        description="",
+    )
