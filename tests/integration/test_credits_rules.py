@@ -29,7 +29,7 @@ from commcredits.adapters.payments import (
 )
 from commcredits.app import Container, build
 from commcredits.domain.credits import CreditOrder, LedgerEntry, PaymentMethod
-from commcredits.domain.errors import Conflict, RuleViolation
+from commcredits.domain.errors import Conflict, NotFound, RuleViolation
 from commcredits.domain.organizations import Billing, Organization
 from commcredits.services.credits import AutoRechargeSettings, NewOrder
 from commcredits.services.orgs import NewOrganization, OrganizationChanges
@@ -418,9 +418,9 @@ def test_another_organizations_payment_method_is_unknown_here(container: Contain
     with pytest.raises(RuleViolation) as refused:
         container.credits.set_auto_recharge(other.id, auto("20.00", "50.00", card.id))
     assert refused.value.code == "unknown_payment_method"
-    with pytest.raises(RuleViolation) as refused:
+    with pytest.raises(NotFound) as missing:
         container.credits.remove_payment_method(other.id, card.id)
-    assert refused.value.code == "unknown_payment_method"
+    assert missing.value.code == "payment_method_not_found"
 
     assert container.credits.orders(other.id) == []
     assert sandbox(container).charges() == []

@@ -12,7 +12,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from commcredits import __version__
 from commcredits.api.access_log import access_log
 from commcredits.api.auth import authorize
-from commcredits.api.errors import EXCEPTION_HANDLERS
+from commcredits.api.errors import EXCEPTION_HANDLERS, document_error_responses
 from commcredits.api.routes import (
     advice,
     charts,
@@ -52,6 +52,8 @@ def create_app(container: Container) -> Litestar:
             console_router(),
         ],
         guards=[authorize],
+        # The OpenAPI document describes the contract's error body on every operation.
+        on_startup=[document_error_responses],
         before_request=check_body,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[access_log],

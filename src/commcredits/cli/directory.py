@@ -109,13 +109,17 @@ def list_users(
 
 
 def _read_rows(path: Path) -> tuple[list[tuple[int, dict[str, str]]], list[str]]:
-    text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8-sig")
-    reader = csv.DictReader(io.StringIO(text))
-    fields = [f.strip().lower() for f in reader.fieldnames or []]
-    reader.fieldnames = fields
-    rows = [
-        (reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}) for row in reader
-    ]
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8-sig")
+        reader = csv.DictReader(io.StringIO(text))
+        fields = [f.strip().lower() for f in reader.fieldnames or []]
+        reader.fieldnames = fields
+        rows = [
+            (reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}) for row in reader
+        ]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        errors.print(f"[red]error[/red] unreadable_file: {path} is not a UTF-8 CSV file ({exc})")
+        raise typer.Exit(2) from None
     return rows, fields
 
 

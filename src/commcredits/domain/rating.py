@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -266,6 +267,10 @@ class RateTableError(RuleViolation):
         self.problems = problems
 
 
+_PLAIN_DECIMAL: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+"""ASCII digits only: Python's Decimal would also read ``1_000``, ``-0`` or Arabic digits."""
+
+
 def _decimal(text: str, name: str, *, default: Decimal | None = None) -> Decimal:
     if not text:
         if default is not None:
@@ -275,7 +280,7 @@ def _decimal(text: str, name: str, *, default: Decimal | None = None) -> Decimal
         value = Decimal(text)
     except InvalidOperation:
         raise ValueError(f"{text!r} is not a decimal number") from None
-    if not value.is_finite() or value < 0 or "e" in text.lower():
+    if not value.is_finite() or value < 0 or not _PLAIN_DECIMAL.fullmatch(text):
         raise ValueError(f"{text!r} must be a plain decimal, zero or more")
     return value
 
@@ -283,7 +288,7 @@ def _decimal(text: str, name: str, *, default: Decimal | None = None) -> Decimal
 def _seconds(text: str, default: int) -> int:
     if not text:
         return default
-    if not text.isdigit() or int(text) <= 0 or int(text) > 86_400:
+    if not (text.isascii() and text.isdigit()) or int(text) <= 0 or int(text) > 86_400:
         raise ValueError(f"{text!r} must be a whole number of seconds from 1 to 86400")
     return int(text)
 
@@ -405,19 +410,25 @@ def parse_rate_table(text: str) -> RateTable:
     """Parse and check a rate table CSV. Nothing is accepted unless every row is valid; all
     bad rows are reported at once, with their line numbers."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = [(name or "").strip().lower() for name in reader.fieldnames or []]
+    try:
+        header = [(name or "").strip().lower() for name in reader.fieldnames or []]
+    except csv.Error as exc:
+        raise RateTableError([RowProblem(1, None, f"not CSV: {exc}")]) from None
     missing = [name for name in COLUMNS if name not in header and name not in _OPTIONAL]
     if missing:
         raise RateTableError([RowProblem(1, None, f"missing columns: {', '.join(missing)}")])
     reader.fieldnames = header
     problems: list[RowProblem] = []
     rows = []
-    for raw in reader:
-        # A quoted field may span lines: report the line the row starts on.
-        spans = sum(value.count("\n") for value in raw.values() if isinstance(value, str))
-        row = _row(reader.line_num - spans, raw, problems)
-        if row is not None:
-            rows.append(row)
+    try:
+        for raw in reader:
+            # A quoted field may span lines: report the line the row starts on.
+            spans = sum(value.count("\n") for value in raw.values() if isinstance(value, str))
+            row = _row(reader.line_num - spans, raw, problems)
+            if row is not None:
+                rows.append(row)
+    except csv.Error as exc:  # a field beyond the csv module's size limit, for one
+        problems.append(RowProblem(reader.line_num, None, f"not CSV: {exc}"))
     if not rows and not problems:
         problems.append(RowProblem(1, None, "the table has no rows"))
     problems += _overlaps(rows)

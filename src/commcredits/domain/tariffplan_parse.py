@@ -71,7 +71,10 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"not a duration: {text!r} (use e.g. 60s, 1m, 1m30s, 0s)")
     if micros != micros.to_integral_value():
         raise ValueError(f"duration finer than a microsecond: {text!r}")
-    return timedelta(microseconds=int(micros))
+    try:
+        return timedelta(microseconds=int(micros))
+    except OverflowError:
+        raise ValueError(f"duration too long: {text!r}") from None
 
 
 def format_duration(value: timedelta) -> str:
@@ -271,6 +274,8 @@ class _Reader:
                     yield reader.line_num, cells
             except csv.Error as exc:
                 self.problems.append(TariffPlanProblem(name, reader.line_num, f"not CSV: {exc}"))
+            except UnicodeDecodeError:
+                self.problems.append(TariffPlanProblem(name, reader.line_num, "not UTF-8 text"))
 
     def fail(self, name: str, line: int, message: str) -> None:
         self.problems.append(TariffPlanProblem(name, line, message))
@@ -330,9 +335,9 @@ def _activation_time(value: str, loaded_at: datetime) -> datetime:
         return loaded_at
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # overflow: an offset past year 1 or year 9999
         raise _Bad(f"ActivationTime is not an RFC 3339 time: {value!r}") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _each(

@@ -206,7 +206,12 @@ class Credits:
         now = self.clock.now()
         with self.store.unit_of_work() as uow:
             session = AccountSession(uow, org_id, now)
-            method = self._method(uow, org_id, method_id, field="id")
+            # The method is the resource the path names: unknown (or another organization's)
+            # is 404, not a rule's 422.
+            found = PaymentMethodRepository(uow.conn).get(org_id, method_id)
+            if found is None or found.removed_at is not None:
+                raise NotFound("no such payment method", code="payment_method_not_found")
+            method = found
             if session.account.auto_recharge.enabled and (
                 session.account.auto_recharge.payment_method_id == method.id
             ):

@@ -181,7 +181,7 @@ async def funding_advice(request: AnyRequest, org: FromPath[str]) -> AdviceOut:
 
 @post(
     "/funding-advice:from-cdrs",
-    opt={"area": "credits", "access": "read"},
+    opt={"area": "credits", "access": "read", "body_media_type": "text/csv"},
     status_code=200,
     request_max_body_size=MAX_FILE_BYTES,
     summary="Size funding from a CSV file of past calls (text/csv); charges nothing",

@@ -169,7 +169,9 @@ async def transactions(
     request: AnyRequest,
     org: FromPath[str],
     limit: Limit = 100,
-    before: Annotated[int | None, Parameter(ge=1, description="a seq to page from")] = None,
+    before: Annotated[
+        int | None, Parameter(ge=1, le=2**63 - 1, description="a seq to page from")
+    ] = None,
 ) -> list[EntryOut]:
     container = container_of(request)
     currency = (await blocking(container.orgs.get, org)).currency

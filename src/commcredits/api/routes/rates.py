@@ -55,7 +55,7 @@ class QuoteOut(Struct):
 
 @put(
     "/rates",
-    opt={"area": "platform"},
+    opt={"area": "platform", "body_media_type": "text/csv"},
     status_code=200,
     request_max_body_size=MAX_TABLE_BYTES,
     summary="Load a rate table (CSV body); refused whole with every bad row listed",
