@@ -1,20 +1,24 @@
 """The live-call writer: batches applied in memory and written together, on SQLite and
 PostgreSQL. What a caller relies on: a refused request in a batch leaves the others alone, a
 second process working on the same calls and balance is always seen (R-28: never an
-overdraft, never a call charged twice), and many callers share commits."""
+overdraft, never a call charged twice), many callers share commits, and a caller with many
+calls in flight (futures) is answered exactly as one waiting on each."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from commcredits.app import Container, build
-from commcredits.domain.errors import NotFound
+from commcredits.domain.errors import CommcreditsError, NotFound
+from commcredits.domain.usage import CallRecord
 from commcredits.services.calls import CallRequest
 from commcredits.services.calls_live import Authorize, End, Usage
 from commcredits.services.group_commit import GroupCommitter, Outcome
@@ -206,3 +210,118 @@ def test_a_batch_that_cannot_be_written_is_written_again_one_request_at_a_time(
     assert isinstance(answers["bad"], ValueError)  # only the bad request fails
     assert sorted(writer.batches[1]) == ["a", "b", "bad"]
     assert sorted(map(tuple, writer.batches[2:])) == [("a",), ("b",), ("bad",)]
+
+
+# -- many requests in flight per caller: submit and the *_async methods -----------------------
+
+
+def _outcome(answer: object) -> object:
+    """What a caller reads from an answer (ids and the rate table's id aside)."""
+    if isinstance(answer, BaseException):
+        return (type(answer).__name__, getattr(answer, "code", None))
+    if isinstance(answer, CallRecord):
+        return (
+            answer.call_id,
+            answer.status,
+            answer.decision,
+            answer.reason,
+            answer.funding,
+            answer.granted_seconds,
+            answer.reserved,
+            answer.charge,
+            answer.duration_seconds,
+        )
+    return answer
+
+
+def test_futures_answer_exactly_what_the_blocking_calls_answer(
+    pair: tuple[Container, Container],
+) -> None:
+    container, _ = pair
+    calls = container.calls
+    blocking_org = _payg_org(container)
+    future_org = _payg_org(container)
+
+    def blocking(step: tuple[str, str, int]) -> object:
+        kind, call_id, seconds = step
+        try:
+            if kind == "authorize":
+                return calls.authorize(blocking_org, _call(call_id))
+            if kind == "usage":
+                return calls.usage(blocking_org, call_id, seconds)
+            return calls.end(blocking_org, call_id, seconds)
+        except CommcreditsError as exc:
+            return exc
+
+    def submitted(step: tuple[str, str, int]) -> Future[Any]:
+        kind, call_id, seconds = step
+        if kind == "authorize":
+            return calls.authorize_async(future_org, _call(call_id))
+        if kind == "usage":
+            return calls.usage_async(future_org, call_id, seconds)
+        return calls.end_async(future_org, call_id, seconds)
+
+    steps = [
+        ("authorize", "c1", 0),
+        ("usage", "c1", 50),  # 10 seconds left: a second slice is reserved
+        ("authorize", "c2", 0),
+        ("end", "c1", 90),
+        ("end", "missing", 10),
+        ("usage", "c2", -1),  # refused before it is queued
+        ("authorize", "", 0),  # no call id
+        ("authorize", "c1", 0),  # a repeated call id answers the first decision
+        ("end", "c2", 30),
+        ("end", "c2", 45),  # ended already: never charged twice
+    ]
+    expected = [_outcome(blocking(step)) for step in steps]
+    futures = [submitted(step) for step in steps]  # all in flight before any is answered
+    answers = [_outcome(future.exception() or future.result()) for future in futures]
+    assert answers == expected
+    money = [container.credits.view(org) for org in (blocking_org, future_org)]
+    # 5.00 for c1's 90 seconds and 2.50 for c2's 30, nothing left reserved, in both.
+    assert [(view.balance, view.reserved) for view in money] == [(Decimal("42.50"), 0)] * 2
+
+
+def test_an_error_in_one_submitted_request_reaches_only_its_future(
+    sqlite_container: Container,
+) -> None:
+    writer = _GatedWriter()
+    committer = GroupCommitter(sqlite_container.store, sqlite_container.clock, writer, linger=0)
+    first = committer.submit("first")
+    writer.entered.wait()
+    futures = {op: committer.submit(op) for op in ("a", "bad", "b")}
+    writer.gate.set()
+    assert first.result(timeout=10) == "FIRST"
+    assert (futures["a"].result(timeout=10), futures["b"].result(timeout=10)) == ("A", "B")
+    with pytest.raises(ValueError, match="this request is bad"):
+        futures["bad"].result(timeout=10)
+    committer.close()
+    assert writer.batches[1] == ["a", "bad", "b"]  # one batch, in the order submitted
+    assert sorted(map(tuple, writer.batches[2:])) == [("a",), ("b",), ("bad",)]
+
+
+def test_hundreds_of_calls_in_flight_never_spend_more_than_the_balance(
+    pair: tuple[Container, Container],
+) -> None:
+    """R-28: 50.00 pays exactly 20 one-minute calls at 2.50, with 4 callers each keeping 50
+    calls (authorize and end) in flight at once."""
+    container, _ = pair
+    org = _payg_org(container)
+    calls = container.calls
+
+    def caller(worker: int) -> list[Future[CallRecord]]:
+        ends = []
+        for n in range(50):
+            call_id = f"w{worker}-{n}"
+            calls.authorize_async(org, _call(call_id))
+            ends.append(calls.end_async(org, call_id, 60))
+        return ends
+
+    per_caller = _in_threads(4, 4, caller)
+    ended = [future.result(timeout=60) for ends in per_caller for future in ends]  # type: ignore[attr-defined]
+    charged = [record.charge for record in ended if record.charge]
+    assert charged == [Decimal("2.50")] * 20
+    assert {record.status for record in ended} == {"ended", "denied"}
+    view = container.credits.view(org)
+    assert (view.balance, view.reserved) == (Decimal("0.00"), Decimal("0"))
+    assert container.calls.live.abandoned_batches == 0

@@ -64,6 +64,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
+from functools import lru_cache
 from typing import Any, Final, Literal, NamedTuple
 
 import phonenumbers
@@ -345,7 +346,7 @@ def decide(
         )
     catalogue = catalogue or Catalogue.load()
     ask = _Ask(
-        call, org, pools, rates, at, slice_seconds, catalogue, month_of(at), _memo(catalogue)
+        call, org, pools, rates, at, slice_seconds, catalogue, _month_of(at), _memo(catalogue)
     )
     if not call.pstn:
         return _allow("free", None, slice_seconds)
@@ -357,6 +358,12 @@ def decide(
             return _deny("invalid_number")
         return _outbound(ask)
     return _inbound(ask)
+
+
+@lru_cache(maxsize=1024)
+def _month_of(at: datetime) -> str:
+    """:func:`month_of`, remembered: the calls of a batch share their moment."""
+    return month_of(at)
 
 
 def is_emergency_call(call: CallFacts, *, declared: bool = False) -> bool:

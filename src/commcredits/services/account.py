@@ -68,8 +68,14 @@ class AccountSession:
     def account(self) -> CreditAccount:
         account = self._account
         if account.balance != self._balance or account.reserved != self._reserved:
-            account = self._account = replace(
-                account, balance=self._balance, reserved=self._reserved
+            # Built directly rather than through ``replace``: read after nearly every debit.
+            account = self._account = CreditAccount(
+                org_id=account.org_id,
+                balance=self._balance,
+                reserved=self._reserved,
+                auto_recharge=account.auto_recharge,
+                zero_notified=account.zero_notified,
+                next_expiry_at=account.next_expiry_at,
             )
         return account
 
@@ -236,8 +242,13 @@ class AccountSession:
             assert running == self.account.balance
         for lot_id, order_id in self._new_lots.items():
             self.repo.add_lot(self.org.id, self.lots[lot_id], order_id)
-        for lot_id in self._changed_lots - self._new_lots.keys():
-            self.repo.set_remaining(self.org.id, lot_id, self.lots[lot_id].remaining)
+        self.repo.set_remaining_many(
+            self.org.id,
+            [
+                (lot_id, self.lots[lot_id].remaining)
+                for lot_id in self._changed_lots - self._new_lots.keys()
+            ],
+        )
         self.repo.add_entries(written)
         live = [lot.expires_at for lot in self.lots.values() if lot.remaining > 0]
         self.account = replace(self.account, next_expiry_at=min(live) if live else None)

@@ -11,16 +11,21 @@ only the seconds the switch had confirmed.
 Live call control (authorize, usage, end) is applied in batches by one writer per process
 (:mod:`commcredits.services.calls_live` through :mod:`commcredits.services.group_commit`):
 many requests, one durable commit, every caller answered only once its request is on disk.
+``authorize_async``, ``usage_async`` and ``end_async`` queue a request and return a future at
+once, so one caller (a switch with hundreds of calls on one connection) can keep many calls in
+flight; each future is answered exactly as the blocking method would answer.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from commcredits.adapters.clock import Clock
 from commcredits.domain import charging
@@ -53,6 +58,9 @@ from commcredits.store.directory import NumberRepository, UserRepository
 from commcredits.store.usage import CallRepository, PoolRepository, SmsRepository
 
 ZERO = Decimal(0)
+T = TypeVar("T")
+RECHARGE_POLL_SECONDS = 0.05
+"""How often a call waiting for a recharge in flight is decided again."""
 POOL_CACHE_SECONDS = 10.0
 """Pool sizes are recomputed from the licenses at most this often per organization."""
 
@@ -119,6 +127,10 @@ class Calls:
             on_commit=self.live.committed,
             on_abandon=self.live.abandoned,
         )
+        # What an answered future still has to do that may block (pay a recharge, wait for
+        # one): never on the writer thread, which answers every other caller.
+        self._followups: ThreadPoolExecutor | None = None
+        self._followups_lock = threading.Lock()
 
     # -- shared pieces ------------------------------------------------------------------------
 
@@ -238,15 +250,12 @@ class Calls:
                 return record
             # A recharge is on its way and may cover this call (our choice): wait briefly
             # for it rather than refuse a call the balance is about to pay for.
-            time.sleep(0.05)
+            time.sleep(RECHARGE_POLL_SECONDS)
 
     def _authorize(
         self, org_id: str, request: CallRequest, *, wait_for_recharge: bool = False
     ) -> tuple[CallRecord | None, CreditOrder | None]:
-        if not request.call_id or len(request.call_id) > 255:
-            raise InvalidRequest(
-                "call_id has 1 to 255 characters", code="invalid_call_id", field="call_id"
-            )
+        self._check_call_id(request.call_id)
         answer: tuple[CallRecord | None, CreditOrder | None] = self.committer.run(
             Authorize(org_id, request, wait_for_recharge)
         )
@@ -339,6 +348,111 @@ class Calls:
             End(org_id, call_id, duration, end_time)
         )
         return answer
+
+    # -- live calls, many in flight -------------------------------------------------------------
+
+    def authorize_async(self, org_id: str, request: CallRequest) -> Future[CallRecord]:
+        """:meth:`authorize` without waiting: the future holds the call record (or the error
+        that refused the request) once the decision is durable.
+
+        Like :meth:`authorize`, a call that only a recharge in flight could pay is decided
+        again shortly rather than refused; requests for that call submitted meanwhile find no
+        call yet (``call_not_found``), so a caller that may meet this waits for the future
+        before it reports usage or the end."""
+        answer: Future[CallRecord] = Future()
+        answer.set_running_or_notify_cancel()
+        deadline = time.monotonic() + self.recharge_wait_seconds
+
+        def ask() -> None:
+            try:
+                self._check_call_id(request.call_id)
+                wait = time.monotonic() < deadline
+                pending = self.committer.submit(Authorize(org_id, request, wait))
+            except BaseException as exc:
+                answer.set_exception(exc)
+                return
+            pending.add_done_callback(decided)
+
+        def decided(pending: Future[tuple[CallRecord | None, CreditOrder | None]]) -> None:
+            error = pending.exception()
+            if error is not None:
+                answer.set_exception(error)
+                return
+            record, order = pending.result()
+            if record is None:
+                # A recharge is on its way (see authorize): decide again shortly.
+                self._later(ask_again)
+            else:
+                self._settle_future(answer, record, order)
+
+        def ask_again() -> None:
+            time.sleep(RECHARGE_POLL_SECONDS)
+            ask()
+
+        ask()
+        return answer
+
+    def usage_async(self, org_id: str, call_id: str, used_seconds: int) -> Future[int]:
+        """:meth:`usage` without waiting: the future holds the seconds granted."""
+        if used_seconds < 0:
+            return _failed(InvalidRequest("used_seconds cannot be negative", field="used_seconds"))
+        return self._answer(self.committer.submit(Usage(org_id, call_id, used_seconds)))
+
+    def end_async(
+        self, org_id: str, call_id: str, duration_seconds: int, end_time: datetime | None = None
+    ) -> Future[CallRecord]:
+        """:meth:`end` without waiting: the future holds the ended call record."""
+        if duration_seconds < 0:
+            return _failed(
+                InvalidRequest("duration_seconds cannot be negative", field="duration_seconds")
+            )
+        return self._answer(self.committer.submit(End(org_id, call_id, duration_seconds, end_time)))
+
+    def _answer(self, pending: Future[tuple[T, CreditOrder | None]]) -> Future[T]:
+        """The future of what the caller asked for, once a recharge the request started (if
+        any) is paid, as the blocking methods do."""
+        answer: Future[T] = Future()
+        answer.set_running_or_notify_cancel()
+
+        def done(pending: Future[tuple[T, CreditOrder | None]]) -> None:
+            error = pending.exception()
+            if error is not None:
+                answer.set_exception(error)
+            else:
+                value, order = pending.result()
+                self._settle_future(answer, value, order)
+
+        pending.add_done_callback(done)
+        return answer
+
+    def _settle_future(self, answer: Future[T], value: T, order: CreditOrder | None) -> None:
+        if order is None:
+            answer.set_result(value)
+            return
+
+        def pay() -> None:
+            try:
+                self.credits.pay_if_started(order)
+            except BaseException as exc:
+                answer.set_exception(exc)
+            else:
+                answer.set_result(value)
+
+        self._later(pay)
+
+    def _later(self, work: Callable[[], Any]) -> None:
+        with self._followups_lock:
+            if self._followups is None:
+                self._followups = ThreadPoolExecutor(4, thread_name_prefix="commcredits-calls")
+            executor = self._followups
+        executor.submit(work)
+
+    @staticmethod
+    def _check_call_id(call_id: str) -> None:
+        if not call_id or len(call_id) > 255:
+            raise InvalidRequest(
+                "call_id has 1 to 255 characters", code="invalid_call_id", field="call_id"
+            )
 
     def _settle(
         self,
@@ -647,3 +761,9 @@ class Calls:
             }
         keys = sorted(set(sizes) | set(used), key=pool_name)
         return [(key, sizes.get(key, 0), used.get(key, 0)) for key in keys]
+
+
+def _failed(error: BaseException) -> Future[Any]:
+    future: Future[Any] = Future()
+    future.set_exception(error)
+    return future

@@ -46,6 +46,7 @@ from commcredits.services import notices
 from commcredits.services.account import AccountSession
 from commcredits.services.calls_model import (
     CallRequest,
+    evolve,
     month_start,
     new_record,
     pool_key,
@@ -255,6 +256,7 @@ class _OrgBatch:
         self.users: dict[str, User | None] = {}
         self.numbers: dict[str, PhoneNumber | None] = {}
         self.pools: dict[str, _Pools] = {}
+        self.months: dict[datetime, str] = {}  # most requests of a batch share their moment
         self.spent: dict[tuple[str, datetime], Decimal] = {}
         self.spending: dict[str, list[tuple[datetime, Decimal]]] = {}
         self.loaded: dict[str, CallRecord | None] = {}
@@ -294,7 +296,9 @@ class _OrgBatch:
         return self.numbers[number]
 
     def _pools(self, at: datetime) -> _Pools:
-        month = month_of(at)
+        month = self.months.get(at)
+        if month is None:
+            month = self.months[at] = month_of(at)
         pools = self.pools.get(month)
         if pools is None:
             sizes = self.live.pool_sizes(self.uow, self.org.id, at)
@@ -403,7 +407,7 @@ class _OrgBatch:
         before = self._call(op.call_id)
         if before.status != "active":
             return 0, None
-        record = replace(before, used_seconds=max(before.used_seconds, op.used_seconds))
+        record = evolve(before, used_seconds=max(before.used_seconds, op.used_seconds))
         remaining = record.granted_seconds - record.used_seconds
         order = None
         if remaining < self.live.slice_seconds // 2:
@@ -426,7 +430,7 @@ class _OrgBatch:
             if decision.allowed:
                 order = self.live.credits.maybe_start_recharge(self.uow, self.session)
         else:
-            record = replace(record, reservation_expires_at=self.now + self.live.reservation_ttl)
+            record = evolve(record, reservation_expires_at=self.now + self.live.reservation_ttl)
         self._store(before, record)
         return max(record.granted_seconds - record.used_seconds, 0), order
 
@@ -456,7 +460,7 @@ class _OrgBatch:
         elif decision.funding == "credits" and decision.rate is not None:
             money = min(charging.slice_cost(decision.rate, granted), self.session.available)
             self.session.reserve(money)
-        return replace(
+        return evolve(
             record,
             granted_seconds=record.granted_seconds + granted,
             reserved_pool_minutes=record.reserved_pool_minutes + minutes,
@@ -503,7 +507,7 @@ class _OrgBatch:
         capability = record.capability
         if charged > 0 and record.funding == "pool":
             capability = "MCOPSTNPP"  # R-50a: the license that paid the charge
-        return replace(
+        return evolve(
             record,
             status="ended",
             capability=capability,

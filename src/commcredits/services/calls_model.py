@@ -3,9 +3,11 @@ call record is built from a decision and rebuilt into the rate it was decided wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from commcredits.domain import charging
 from commcredits.domain.directory import User
@@ -128,6 +130,42 @@ def new_record(
         reservation_expires_at=None,
         source=source,  # type: ignore[arg-type]
     )
+
+
+def _build_evolve() -> Callable[[CallRecord, dict[str, Any]], CallRecord]:
+    # Call control copies a 38-field frozen record two or three times per request, and
+    # ``dataclasses.replace`` (field introspection, keyword __init__, a frozen __setattr__ per
+    # field) is a good part of its cost. A CallRecord has no __post_init__ and nothing derived,
+    # so writing its slots directly builds exactly the record ``replace`` would, in a third of
+    # the time. The copier is generated once from the dataclass's own fields, so a new field
+    # is copied without anyone having to remember this function.
+    names = [f.name for f in fields(CallRecord)]
+    lines = ["def evolve(record, changes):", "    new = new_record(CallRecord)"]
+    for name in names:
+        lines.append(
+            f"    set_{name}(new, changes[{name!r}] if {name!r} in changes else record.{name})"
+        )
+    lines.append("    return new")
+    scope: dict[str, Any] = {"new_record": object.__new__, "CallRecord": CallRecord}
+    for name in names:
+        scope[f"set_{name}"] = getattr(CallRecord, name).__set__
+    exec("\n".join(lines), scope)  # noqa: S102 - source built above from field names only
+    evolve: Callable[[CallRecord, dict[str, Any]], CallRecord] = scope["evolve"]
+    return evolve
+
+
+_evolve = _build_evolve()
+
+
+def evolve(record: CallRecord, **changes: Any) -> CallRecord:
+    """``dataclasses.replace(record, **changes)`` for the call-control hot path."""
+    unknown = changes.keys() - _CALL_FIELDS
+    if unknown:
+        raise TypeError(f"CallRecord has no field {sorted(unknown)[0]!r}")
+    return _evolve(record, changes)
+
+
+_CALL_FIELDS = frozenset(f.name for f in fields(CallRecord))
 
 
 def rate_of(record: CallRecord) -> Rate | None:

@@ -15,6 +15,11 @@ before it is written: callers just answered by the previous commit are about to 
 and one commit for all of them costs one disk flush instead of two. A lone request never
 waits.
 
+A caller may have many requests in flight: :meth:`GroupCommitter.submit` queues a request and
+returns a :class:`~concurrent.futures.Future` at once, answered after the same durable commit
+as :meth:`GroupCommitter.run` would be. A switch with hundreds of calls on one connection keeps
+them all going without a thread each, and the writer gets full batches from few callers.
+
 A transient conflict runs the batch again. Any other failure of the batch as a whole runs each
 of its requests again alone, so one bad request never fails the others.
 """
@@ -25,6 +30,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -45,26 +51,40 @@ escapes means the batch as a whole could not be written."""
 
 
 class _Request(Generic[Op]):
-    """One queued request and its answer. The caller waits on a plain lock the writer
-    releases once the answer is durable: cheaper than a Future for one waiter."""
+    """One queued request and its answer. A waiting caller waits on a plain lock the writer
+    releases once the answer is durable (cheaper than a Future for one waiter); a caller that
+    submitted gets its answer through the request's Future instead."""
 
-    __slots__ = ("_done", "error", "op", "result")
+    __slots__ = ("_done", "error", "future", "op", "result")
 
-    def __init__(self, op: Op):
+    def __init__(self, op: Op, future: Future[Any] | None = None):
         self.op = op
         self.result: Any = None
         self.error: BaseException | None = None
-        self._done = threading.Lock()
-        self._done.acquire()
+        self.future = future
+        self._done: threading.Lock | None = None
+        if future is None:
+            self._done = threading.Lock()
+            self._done.acquire()
 
     def answer(self, ok: bool, value: Any) -> None:
+        future = self.future
+        if future is not None:
+            # Callbacks run here, on the writer: they must be quick (see submit).
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+            return
         if ok:
             self.result = value
         else:
             self.error = value
+        assert self._done is not None
         self._done.release()
 
     def wait(self) -> Any:
+        assert self._done is not None
         self._done.acquire()
         if self.error is not None:
             raise self.error
@@ -103,12 +123,29 @@ class GroupCommitter(Generic[Op]):
 
     def run(self, op: Op) -> Any:
         """Apply ``op`` in the next batch and return its result once it is committed."""
+        request = _Request(op)
+        self._put(request)
+        return request.wait()
+
+    def submit(self, op: Op) -> Future[Any]:
+        """Queue ``op`` for the next batch and return at once: the future holds its result (or
+        the error that refused it) once the commit that made it durable is done.
+
+        Requests are applied in the order they were submitted, so a caller may submit the end
+        of a call right after its authorization. Callbacks added to the future run on the
+        writer thread: they must not block or wait for another request (do that in a thread
+        of your own, or call ``result()`` there).
+        """
+        future: Future[Any] = Future()
+        future.set_running_or_notify_cancel()  # queued requests cannot be withdrawn
+        self._put(_Request(op, future))
+        return future
+
+    def _put(self, request: _Request[Op]) -> None:
         thread = self._thread
         if thread is None or not thread.is_alive():
             self._start()
-        request = _Request(op)
         self._queue.put(request)
-        return request.wait()
 
     def pending(self) -> int:
         """Requests waiting for the next batch (approximate while callers are arriving)."""

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, and_, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, update
 
 from commcredits.domain.credits import (
     CreditAccount,
@@ -23,6 +23,7 @@ from commcredits.domain.credits import (
 from commcredits.domain.ledger import Lot, LotSource
 from commcredits.domain.money import from_micros, to_micros
 from commcredits.domain.recharge import AutoRecharge, RechargeStatus
+from commcredits.store.database import DriverStatement
 from commcredits.store.tables import (
     credit_accounts,
     credit_orders,
@@ -151,6 +152,50 @@ def _entry(row: Row[Any]) -> LedgerEntry:
     )
 
 
+# Built once: every batch of call control reads and writes the account, its lots and its
+# entries, and building a statement costs more than running it.
+_ACCOUNT = select(credit_accounts).where(credit_accounts.c.org_id == bindparam("k_org"))
+_SAVE_ACCOUNT = (
+    update(credit_accounts)
+    .where(credit_accounts.c.org_id == bindparam("k_org"))
+    .values(
+        balance_micros=bindparam("v_balance"),
+        reserved_micros=bindparam("v_reserved"),
+        next_expiry_at=bindparam("v_next_expiry", type_=credit_accounts.c.next_expiry_at.type),
+        zero_notified=bindparam("v_zero_notified"),
+        recharge_enabled=bindparam("v_enabled"),
+        recharge_trigger_micros=bindparam("v_trigger"),
+        recharge_amount_micros=bindparam("v_amount"),
+        recharge_payment_method_id=bindparam("v_method"),
+        recharge_status=bindparam("v_status"),
+        recharge_failures=bindparam("v_failures"),
+        recharge_next_retry_at=bindparam(
+            "v_retry", type_=credit_accounts.c.recharge_next_retry_at.type
+        ),
+        updated_at=bindparam("v_updated", type_=credit_accounts.c.updated_at.type),
+    )
+)
+_TAKE_ENTRY_SEQ = (
+    update(credit_accounts)
+    .where(credit_accounts.c.org_id == bindparam("k_org"))
+    .values(entry_seq=credit_accounts.c.entry_seq + bindparam("k_count"))
+)
+_ENTRY_SEQ = select(credit_accounts.c.entry_seq).where(
+    credit_accounts.c.org_id == bindparam("k_org")
+)
+_SET_REMAINING = (
+    update(lots)
+    .where(lots.c.org_id == bindparam("k_org"), lots.c.id == bindparam("k_lot"))
+    .values(remaining_micros=bindparam("v_remaining"))
+)
+_LOTS_WITH_MONEY = (
+    select(lots)
+    .where(lots.c.org_id == bindparam("k_org"), lots.c.remaining_micros > 0)
+    .order_by(lots.c.purchased_at, lots.c.id)
+)
+_ADD_ENTRIES = DriverStatement(insert(ledger_entries), times=frozenset({"at"}))
+
+
 class CreditRepository:
     """The account row, its lots and its ledger entries."""
 
@@ -159,9 +204,7 @@ class CreditRepository:
 
     # account
     def account(self, org_id: str) -> CreditAccount | None:
-        row = self.conn.execute(
-            select(credit_accounts).where(credit_accounts.c.org_id == org_id)
-        ).first()
+        row = self.conn.execute(_ACCOUNT, {"k_org": org_id}).first()
         return _account(row) if row else None
 
     def create_account(self, org_id: str, now: datetime) -> CreditAccount:
@@ -186,34 +229,28 @@ class CreditRepository:
     def save_account(self, account: CreditAccount, now: datetime) -> None:
         settings = account.auto_recharge
         self.conn.execute(
-            update(credit_accounts)
-            .where(credit_accounts.c.org_id == account.org_id)
-            .values(
-                balance_micros=to_micros(account.balance),
-                reserved_micros=to_micros(account.reserved),
-                next_expiry_at=account.next_expiry_at,
-                zero_notified=account.zero_notified,
-                recharge_enabled=settings.enabled,
-                recharge_trigger_micros=_opt_micros(settings.trigger_amount),
-                recharge_amount_micros=_opt_micros(settings.recharge_amount),
-                recharge_payment_method_id=settings.payment_method_id,
-                recharge_status=settings.status,
-                recharge_failures=settings.failures,
-                recharge_next_retry_at=settings.next_retry_at,
-                updated_at=now,
-            )
+            _SAVE_ACCOUNT,
+            {
+                "k_org": account.org_id,
+                "v_balance": to_micros(account.balance),
+                "v_reserved": to_micros(account.reserved),
+                "v_next_expiry": account.next_expiry_at,
+                "v_zero_notified": account.zero_notified,
+                "v_enabled": settings.enabled,
+                "v_trigger": _opt_micros(settings.trigger_amount),
+                "v_amount": _opt_micros(settings.recharge_amount),
+                "v_method": settings.payment_method_id,
+                "v_status": settings.status,
+                "v_failures": settings.failures,
+                "v_retry": settings.next_retry_at,
+                "v_updated": now,
+            },
         )
 
     def next_entry_seq(self, org_id: str, count: int) -> int:
         """Reserve ``count`` entry sequence numbers; returns the first."""
-        self.conn.execute(
-            update(credit_accounts)
-            .where(credit_accounts.c.org_id == org_id)
-            .values(entry_seq=credit_accounts.c.entry_seq + count)
-        )
-        last = self.conn.execute(
-            select(credit_accounts.c.entry_seq).where(credit_accounts.c.org_id == org_id)
-        ).scalar_one()
+        self.conn.execute(_TAKE_ENTRY_SEQ, {"k_org": org_id, "k_count": count})
+        last = self.conn.execute(_ENTRY_SEQ, {"k_org": org_id}).scalar_one()
         return int(last) - count + 1
 
     def next_invoice_number(self, org_id: str) -> int:
@@ -249,18 +286,21 @@ class CreditRepository:
         return self.conn.execute(query).first() is not None
 
     def set_remaining(self, org_id: str, lot_id: str, remaining: Decimal) -> None:
-        self.conn.execute(
-            update(lots)
-            .where(lots.c.org_id == org_id, lots.c.id == lot_id)
-            .values(remaining_micros=to_micros(remaining))
-        )
+        self.set_remaining_many(org_id, [(lot_id, remaining)])
+
+    def set_remaining_many(self, org_id: str, changes: list[tuple[str, Decimal]]) -> None:
+        """Set what is left in several lots, ``(lot id, remaining)`` pairs, in one statement."""
+        if changes:
+            self.conn.execute(
+                _SET_REMAINING,
+                [
+                    {"k_org": org_id, "k_lot": lot_id, "v_remaining": to_micros(remaining)}
+                    for lot_id, remaining in changes
+                ],
+            )
 
     def lots_with_money(self, org_id: str) -> list[Lot]:
-        rows = self.conn.execute(
-            select(lots)
-            .where(lots.c.org_id == org_id, lots.c.remaining_micros > 0)
-            .order_by(lots.c.purchased_at, lots.c.id)
-        )
+        rows = self.conn.execute(_LOTS_WITH_MONEY, {"k_org": org_id})
         return [_lot(row) for row in rows]
 
     def all_lots(self, org_id: str) -> list[Lot]:
@@ -315,10 +355,9 @@ class CreditRepository:
 
     # entries
     def add_entries(self, entries: list[LedgerEntry]) -> None:
-        if not entries:
-            return
-        self.conn.execute(
-            insert(ledger_entries),
+        # The driver's own executemany: a batch of calls writes hundreds of entries at once.
+        _ADD_ENTRIES.execute_many(
+            self.conn,
             [
                 {
                     "org_id": e.org_id,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
@@ -13,8 +14,9 @@ from sqlalchemy.engine import Dialect
 
 from commcredits.domain.money import from_micros, to_micros
 from commcredits.domain.usage import CallRecord, SmsRecord
+from commcredits.store.database import driver_time
 from commcredits.store.tables import calls, pool_usage, rate_tables, sms_messages
-from commcredits.store.types import UTCDateTime, as_utc
+from commcredits.store.types import as_utc
 
 _MONEY = {
     "charge": "charge_micros",
@@ -36,6 +38,58 @@ def _call_values(call: CallRecord) -> dict[str, Any]:
         value = values[field]
         values[field] = None if value is None else format(value, "f")
     return values
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def _stored_row(
+    r: CallRecord, time: Callable[[datetime | None], datetime | str | None]
+) -> dict[str, Any]:
+    """A call as the driver stores it: what :func:`_call_values` and the column types make of
+    it, in one step (the live writer inserts hundreds per commit)."""
+    return {
+        "org_id": r.org_id,
+        "call_id": r.call_id,
+        "call_type": r.call_type,
+        "user_id": r.user_id,
+        "upn": r.upn,
+        "display_name": r.display_name,
+        "user_location": r.user_location,
+        "from_number": r.from_number,
+        "to_number": r.to_number,
+        "conference_id": r.conference_id,
+        "status": r.status,
+        "decision": r.decision,
+        "reason": r.reason,
+        "funding": r.funding,
+        "capability": r.capability,
+        "external_country": r.external_country,
+        "number_type": r.number_type,
+        "domestic": r.domestic,
+        "pool": r.pool,
+        "pool_minutes": r.pool_minutes,
+        "reserved_pool_minutes": r.reserved_pool_minutes,
+        "rate_table_id": r.rate_table_id,
+        "rate_line": r.rate_line,
+        "rate": _text(r.rate),
+        "connection_fee": _text(r.connection_fee),
+        "first_increment": r.first_increment,
+        "increment": r.increment,
+        "currency": r.currency,
+        "charge_micros": to_micros(r.charge),
+        "connection_fee_micros": to_micros(r.connection_fee_charged),
+        "reserved_micros": to_micros(r.reserved),
+        "granted_seconds": r.granted_seconds,
+        "used_seconds": r.used_seconds,
+        "start_time": time(r.start_time),
+        "end_time": time(r.end_time),
+        "duration_seconds": r.duration_seconds,
+        "reservation_expires_at": time(r.reservation_expires_at),
+        "source": r.source,
+        "invoice_id": r.invoice_id,
+    }
 
 
 def _call(row: Row[Any]) -> CallRecord:
@@ -115,7 +169,6 @@ _POOL_ADD = (
 # exactly as the column types would: UTC instants as naive UTC text on SQLite (SQLAlchemy's
 # own format) and as aware datetimes on PostgreSQL.
 _CALL_COLUMNS = tuple(column.name for column in calls.c)
-_TIME_COLUMNS = frozenset(c.name for c in calls.c if isinstance(c.type, UTCDateTime))
 _LIVE_STORED = tuple(_MONEY.get(name, name) for name in _LIVE_COLUMNS)
 
 
@@ -154,7 +207,8 @@ class _DriverSql:
     ) -> list[dict[str, Any]] | list[tuple[Any, ...]]:
         if order is None:
             return rows
-        return [tuple(row[name] for name in order) for row in rows]
+        values = itemgetter(*order)
+        return [values(row) for row in rows]
 
     def insert_rows(
         self, rows: list[dict[str, Any]]
@@ -171,11 +225,7 @@ class _DriverSql:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetimes are not stored; use timezone-aware UTC")
-        value = value.astimezone(UTC)
-        if not self.sqlite:
-            return value
-        # The text SQLAlchemy's SQLite DATETIME writes: microseconds always six digits.
-        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        return driver_time(value, sqlite=self.sqlite)
 
 
 _DRIVER_SQL: dict[str, _DriverSql] = {}
@@ -200,12 +250,7 @@ class CallRepository:
         if not records:
             return
         sql = _driver_sql(self.conn.dialect)
-        rows = []
-        for record in records:
-            values = _call_values(record)
-            for name in _TIME_COLUMNS:
-                values[name] = sql.time(values[name])
-            rows.append(values)
+        rows = [_stored_row(record, sql.time) for record in records]
         self.conn.exec_driver_sql(sql.insert, sql.insert_rows(rows))
 
     def save(self, call: CallRecord) -> None:
