@@ -59,7 +59,7 @@ class Container:
     signin: SignIn
 
     def close(self) -> None:
-        self.calls.committer.close()
+        self.calls.close()
         self.store.dispose()
 
 

@@ -440,6 +440,14 @@ class Calls:
 
         self._later(pay)
 
+    def close(self) -> None:
+        """Stop the writer (after the batch in hand) and the follow-up threads."""
+        self.committer.close()
+        with self._followups_lock:
+            executor, self._followups = self._followups, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
     def _later(self, work: Callable[[], Any]) -> None:
         with self._followups_lock:
             if self._followups is None:
