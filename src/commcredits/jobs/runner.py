@@ -77,20 +77,32 @@ class JobRunner:
     def run_due(self) -> list[JobRun]:
         """Run every job that is due now, again while running one makes another due."""
         runs: list[JobRun] = []
+        failed: dict[str, Exception] = {}
         for _ in range(MAX_PASSES):
             now = self.clock.now()
             ran_any = False
             for job in self.jobs:
+                if job.name in failed:
+                    continue
                 due = job.next_due()
                 if due is None or due > now:
                     continue
-                processed = self._run_one(job)
+                try:
+                    processed = self._run_one(job)
+                except Exception as exc:
+                    # One failing job must not hold up the others (mail, pending payments):
+                    # it is logged, the rest run, and the failure is raised at the end.
+                    log.exception("job %s failed", job.name)
+                    failed[job.name] = exc
+                    continue
                 if processed is None:
                     continue
                 runs.append(JobRun(job.name, now, processed))
                 ran_any = ran_any or processed > 0
             if not ran_any:
                 break
+        if failed:
+            raise next(iter(failed.values()))
         return runs
 
     def advance_clock(self, target: datetime) -> list[JobRun]:

@@ -155,7 +155,7 @@ class LiveCalls:
             return None, RateTable([])  # no table yet: anything that needs a rate is refused
         if self._table is None or self._table[0] != active:
             try:
-                self._table = self.rating.table()
+                self._table = self.rating.table_in(uow.conn)
             except NotFound:
                 return None, RateTable([])
         return self._table

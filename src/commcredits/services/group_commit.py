@@ -215,9 +215,13 @@ class GroupCommitter(Generic[Op]):
         is then already answered with the error)."""
         ops = [request.op for request in requests]
         for attempt in range(1, self.attempts + 1):
+            # The time is read before the transaction opens: a simulated clock reads it from the
+            # database, and a second connection taken while holding the write lock can wait on
+            # a pool whose connections all wait for that lock.
+            now = self.clock.now()
             try:
                 with self.store.unit_of_work() as uow:
-                    outcomes = self.write(uow, self.clock.now(), ops)
+                    outcomes = self.write(uow, now, ops)
                     uow.commit()
             except (DBAPIError, TransientConflict) as exc:
                 self._abandon()

@@ -128,10 +128,21 @@ class OverageInvoicing:
             if not lines:
                 return False
             total = sum((from_micros(v["micros"]) for v in lines.values()), Decimal(0))
+            # Usage that reaches us after its month was invoiced (a CDR sent late, a call that
+            # ran past midnight) goes on a supplementary invoice: OV-<month>-2, -3, ...
+            earlier = uow.conn.execute(
+                select(func.count())
+                .select_from(tables.invoices)
+                .where(
+                    tables.invoices.c.org_id == org_id,
+                    tables.invoices.c.kind == "overage",
+                    tables.invoices.c.number.like(f"OV-{month}%"),
+                )
+            ).scalar_one()
             invoice = Invoice(
                 org_id=org_id,
                 id=new_id("inv"),
-                number=f"OV-{month}",
+                number=f"OV-{month}" if earlier == 0 else f"OV-{month}-{earlier + 1}",
                 kind="overage",
                 order_id=None,
                 issued_at=now,

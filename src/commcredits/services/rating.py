@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from commcredits.adapters.clock import Clock
 from commcredits.domain.errors import NotFound
@@ -78,16 +78,24 @@ class Rating:
 
     def table(self) -> tuple[str, RateTable]:
         """The active table (parsed once per process per table)."""
-        active = self.active_id()
+        with self.store.unit_of_work(read_only=True) as uow:
+            return self.table_in(uow.conn)
+
+    def table_in(self, conn: Connection) -> tuple[str, RateTable]:
+        """The active table as ``conn``'s transaction sees it. A writer already inside a
+        transaction reads through its own connection: asking the pool for a second one while
+        holding the write lock can wait forever on connections that wait for that lock."""
+        active: str | None = conn.execute(
+            select(tables.rate_tables.c.id).where(tables.rate_tables.c.active)
+        ).scalar_one_or_none()
         if active is None:
             raise NotFound("no rate table is loaded yet", code="no_rate_table")
         with self._lock:
             if self._cached is not None and self._cached[0] == active:
                 return self._cached
-        with self.store.unit_of_work(read_only=True) as uow:
-            source = uow.conn.execute(
-                select(tables.rate_tables.c.source).where(tables.rate_tables.c.id == active)
-            ).scalar_one()
+        source = conn.execute(
+            select(tables.rate_tables.c.source).where(tables.rate_tables.c.id == active)
+        ).scalar_one()
         parsed = parse_rate_table(source)
         with self._lock:
             self._cached = (active, parsed)
