@@ -15,15 +15,21 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import charging, directory, ledger, rating, reports
+from bench import cdrs, charging, concurrency, console, directory, http, ledger, rating, reports
+from bench import sip as sip_suite
 from bench.report import Figure
 
 SUITES = {
+    "concurrency": concurrency.run,
     "ledger": ledger.run,
     "directory": directory.run,
     "rating": rating.run,
     "charging": charging.run,
+    "cdrs": cdrs.run,
     "reports": reports.run,
+    "http": http.run,
+    "console": console.run,
+    "sip": sip_suite.run,
 }
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -41,11 +42,11 @@ RATES = (
 
 _NUMBERS = itertools.count(1000)
 
-if shutil.which("kamailio") is None or shutil.which("sipp") is None:
-    pytest.skip(
-        "kamailio and sipp are not installed (scripts/install-system-deps --sip)",
-        allow_module_level=True,
-    )
+
+def require_sip_tools() -> None:
+    """Skip the test when Kamailio or SIPp is not installed (the edge check needs neither)."""
+    if shutil.which("kamailio") is None or shutil.which("sipp") is None:
+        pytest.skip("kamailio and sipp are not installed (scripts/install-system-deps --sip)")
 
 
 def free_udp_port() -> int:
@@ -131,9 +132,10 @@ class Commcredits:
             self.process = None
 
 
-@pytest.fixture(scope="package")
-def commcredits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Commcredits]:
-    server = Commcredits(tmp_path_factory.mktemp("commcredits"))
+@contextmanager
+def serving_commcredits(folder: Path) -> Iterator[Commcredits]:
+    """A new commcredits on its own database, with a telephony key and the test rates."""
+    server = Commcredits(folder)
     server.cli("db", "upgrade")
     issued = server.cli("keys", "create-telephony", "--json")
     server.telephony_key = json.loads(issued)["key"]
@@ -151,8 +153,15 @@ def commcredits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Commcredit
 
 
 @pytest.fixture(scope="package")
+def commcredits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Commcredits]:
+    with serving_commcredits(tmp_path_factory.mktemp("commcredits")) as server:
+        yield server
+
+
+@pytest.fixture(scope="package")
 def carrier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """SIPp as the carrier gateway: answers every call and takes the BYE."""
+    require_sip_tools()
     folder = tmp_path_factory.mktemp("carrier")
     port = free_udp_port()
     process = subprocess.Popen(
@@ -193,6 +202,7 @@ def start_kamailio(
     folder: Path, commcredits: Commcredits, carrier: int, **settings: str
 ) -> Kamailio:
     """Kamailio with the shipped configuration, its settings given on the command line."""
+    require_sip_tools()
     port = free_udp_port()
     defines = {
         "COMMCREDITS_URL": f'"{commcredits.url}"',
@@ -263,14 +273,34 @@ def kamailio(
 
 
 @dataclass
+class Run:
+    """One batch of calls SIPp is placing."""
+
+    process: subprocess.Popen[str]
+    folder: Path
+    timeout: float
+
+    def wait(self) -> subprocess.CompletedProcess[str]:
+        """Wait for every call of the batch to finish; SIPp's exit status says whether all
+        went as the scenario expects (0)."""
+        stdout, stderr = self.process.communicate(timeout=self.timeout + 30)
+        return subprocess.CompletedProcess(
+            self.process.args, self.process.returncode, stdout, stderr
+        )
+
+    def logs(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.folder.glob("*.log")))
+
+
+@dataclass
 class Phones:
     """SIPp as the phones: a batch of calls through Kamailio, one row of numbers a call."""
 
     kamailio: Kamailio
     folder: Path
-    runs: int = 0
+    runs: list[Run] = field(default_factory=list)
 
-    def call(
+    def start(
         self,
         calls: list[tuple[str, str]],
         *,
@@ -279,11 +309,11 @@ class Phones:
         concurrent: int = 1,
         rate: int = 10,
         timeout: float = 120,
-    ) -> subprocess.CompletedProcess[str]:
-        """Place ``calls`` ((from, to) pairs); each hangs up after ``hangup_after_ms`` unless
-        the network sends BYE first, or, with ``refused_with``, expects that final answer."""
-        self.runs += 1
-        run = self.folder / f"run{self.runs}"
+    ) -> Run:
+        """Start placing ``calls`` ((from, to) pairs) in the background; each hangs up after
+        ``hangup_after_ms`` unless the network sends BYE first, or, with ``refused_with``,
+        expects that final answer."""
+        run = self.folder / f"run{len(self.runs) + 1}"
         run.mkdir()
         if refused_with is None:
             scenario = (SCENARIOS / "uac_call.xml").read_text()
@@ -299,18 +329,53 @@ class Phones:
         command += ["-r", str(rate), "-i", "127.0.0.1", "-p", str(free_udp_port())]
         command += ["-nostdin", "-nd", "-trace_err", "-trace_logs", "-trace_msg", "-timeout_error"]
         command += ["-timeout", f"{int(timeout)}s", "-max_recv_loops", "1000"]
-        return subprocess.run(
-            command, cwd=run, capture_output=True, text=True, timeout=timeout + 30, check=False
+        process = subprocess.Popen(
+            command,
+            cwd=run,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
+        started = Run(process, run, timeout)
+        self.runs.append(started)
+        return started
+
+    def call(
+        self,
+        calls: list[tuple[str, str]],
+        *,
+        hangup_after_ms: int = 30_000,
+        refused_with: int | None = None,
+        concurrent: int = 1,
+        rate: int = 10,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        """Place ``calls`` and wait for all of them to finish (see :meth:`start`)."""
+        return self.start(
+            calls,
+            hangup_after_ms=hangup_after_ms,
+            refused_with=refused_with,
+            concurrent=concurrent,
+            rate=rate,
+            timeout=timeout,
+        ).wait()
 
     def logs(self) -> str:
-        run = self.folder / f"run{self.runs}"
-        return "".join(p.read_text(errors="replace") for p in sorted(run.glob("*.log")))
+        """The SIPp logs of the latest batch."""
+        return self.runs[-1].logs() if self.runs else ""
+
+    def stop(self) -> None:
+        """Stop every SIPp this object started that is still running."""
+        for run in self.runs:
+            _stop(run.process)
 
 
 @pytest.fixture
-def phones(kamailio: Kamailio, tmp_path: Path) -> Phones:
-    return Phones(kamailio, tmp_path)
+def phones(kamailio: Kamailio, tmp_path: Path) -> Iterator[Phones]:
+    started = Phones(kamailio, tmp_path)
+    yield started
+    started.stop()
 
 
 @dataclass

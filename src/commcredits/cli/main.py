@@ -404,6 +404,7 @@ from commcredits.cli import console as _console  # noqa: E402
 from commcredits.cli import credits as _credits  # noqa: E402
 from commcredits.cli import demo as _demo  # noqa: E402, F401
 from commcredits.cli import directory as _directory  # noqa: E402
+from commcredits.cli import edge as _edge  # noqa: E402
 from commcredits.cli import rates as _rates  # noqa: E402
 from commcredits.cli import reports as _reports  # noqa: E402
 from commcredits.cli import tariffplan as _tariffplan  # noqa: E402
@@ -414,6 +415,7 @@ __all__ = [
     "_console",
     "_credits",
     "_directory",
+    "_edge",
     "_rates",
     "_reports",
     "_tariffplan",
