@@ -17,6 +17,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from commcredits.app import Container, build
+from commcredits.domain.errors import RuleViolation
+from commcredits.domain.rating import Destination, classify
+from commcredits.domain.rating_batch import classify_number
 from commcredits.services.calls import CdrRecord, CdrResult
 from commcredits.services.cdr_batch import CdrBatches
 from commcredits.services.credits import NewOrder
@@ -400,3 +403,62 @@ def test_an_expired_lot_is_forfeited_before_the_batch_spends_the_live_one(
         ("usage", Decimal("-5.00")),
     ]
     assert container.credits.view(org).balance == Decimal("45.00")
+
+
+@pytest.mark.usefixtures("ledger_checked")
+def test_a_charged_call_reads_back_from_the_store_as_the_batch_reported_it(
+    container: Container,
+) -> None:
+    """R-50: the row the batch writes through the driver (instants, rate text, money in
+    micro-units) is the record it answered with, on both databases."""
+    org, batches = _dear_org(container)
+    late_evening = datetime(2026, 1, 15, 23, 59, 59, 999_999, tzinfo=UTC)
+    results = batches.import_cdrs(
+        org,
+        [
+            _paid("whole", 0, 60),
+            CdrRecord("edge", "user_out", "ann@contoso.com", ANN_NUMBER, US_FIXED, late_evening, 1),
+        ],
+    )
+
+    for result in results:
+        assert result.status == "charged"
+        assert container.calls.get(org, result.call_id) == result.record
+    assert [r.charge for r in results] == [Decimal("5.00"), Decimal("5.00")]
+
+
+_DIGITS = st.text(alphabet="0123456789", min_size=1, max_size=18)
+
+
+def _refused(number: str) -> Destination | None:
+    try:
+        return classify(number)
+    except RuleViolation:
+        return None
+
+
+_CODES = ["1", "44", "33", "49", "39", "358", "7", "86", "800", "882", "979"]
+
+
+@settings(max_examples=2_000, deadline=None)
+@given(
+    number=st.one_of(
+        _DIGITS.map(lambda digits: f"+{digits}"),
+        st.sampled_from(_CODES).flatmap(lambda code: _DIGITS.map(lambda rest: f"+{code}{rest}")),
+        st.sampled_from(NUMBERS).map(lambda n: f" {n} "),
+        st.text(alphabet="+0123456789 -()x", max_size=20),
+    )
+)
+def test_the_batch_classifies_a_number_as_rating_does(number: str) -> None:
+    """R-42: the batch's own reading of E.164 numbers gives the country, number type and
+    refusals that ``classify`` gives (the rate a call gets depends on them)."""
+    assert classify_number(number) == _refused(number)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [*NUMBERS, "+3901234567", "+39000000", "+80012345678", "+8821234567", "+0123", "+1", "+12"],
+)
+def test_numbers_the_fixtures_use_are_classified_as_rating_does(number: str) -> None:
+    """R-42, with Italian leading zeros, non-geographic codes and numbers too short to parse."""
+    assert classify_number(number) == _refused(number)

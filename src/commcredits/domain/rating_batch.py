@@ -35,18 +35,29 @@ Numbers are expected in the form ``classify`` writes them, i.e. already normaliz
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+import phonenumbers
+from phonenumbers import phonenumberutil
 
 from commcredits.domain.errors import RuleViolation
 from commcredits.domain.money import minor_units
-from commcredits.domain.rating import MESSAGE_SERVICES, Rate, RateTable, classify, price
+from commcredits.domain.rating import (
+    _PHONE_TYPES,
+    MESSAGE_SERVICES,
+    Destination,
+    Rate,
+    RateTable,
+    classify,
+    price,
+)
 
 IntArray = npt.NDArray[np.int64]
 
@@ -341,3 +352,182 @@ def _parse(numbers: Sequence[str]) -> tuple[IntArray, IntArray, npt.NDArray[np.b
     values = np.where(is_digit, body - ord("0"), 0).astype(np.int64)
     padded: IntArray = values @ _POW10
     return padded, run.astype(np.int64), shaped
+
+
+# -- classifying many distinct numbers ------------------------------------------------------------
+
+_pnu: Final[Any] = phonenumberutil
+"""libphonenumber's own helpers (private, untyped): :func:`classify_number` calls them in the
+order ``phonenumbers.parse`` does."""
+
+_CANONICAL: Final = re.compile(r"\+[1-9][0-9]{3,16}")
+"""What the fast path of :func:`classify_number` takes: ``+`` and 4 to 17 ASCII digits."""
+
+
+def classify_number(number: str) -> Destination | None:
+    """What :func:`commcredits.domain.rating.classify` says about ``number``, or None where it
+    refuses it (``invalid_number``), without libphonenumber's general-purpose parsing.
+
+    A number already in E.164 shape (``+`` then ASCII digits, the first not 0) needs none of
+    ``phonenumbers.parse``'s handling of punctuation, extensions, national and IDD prefixes; the
+    country calling code, national prefix stripping and length checks are libphonenumber's own
+    helpers, called in ``parse``'s order, and the region and number type are worked out in one
+    pass instead of two (``number_type`` finds the region again). Anything else goes through
+    ``classify``."""
+    text = number.strip()
+    if _CANONICAL.fullmatch(text) is None:
+        try:
+            return classify(text)
+        except RuleViolation:
+            return None
+    cc, national = _pnu._extract_country_code(text[1:])
+    if cc == 0 or len(national) < _pnu._MIN_LENGTH_FOR_NSN:
+        return None
+    metadata = _pnu.PhoneMetadata.metadata_for_region_or_calling_code(
+        cc, _pnu.region_code_for_country_code(cc)
+    )
+    _, stripped, _ = _pnu._maybe_strip_national_prefix_carrier_code(national, metadata)
+    if _pnu._test_number_length(stripped, metadata) not in _KEEP_UNSTRIPPED:
+        national = stripped
+    if not _pnu._MIN_LENGTH_FOR_NSN <= len(national) <= _pnu._MAX_LENGTH_FOR_NSN:
+        return None
+    parsed = phonenumbers.PhoneNumber(country_code=cc)
+    _pnu._set_italian_leading_zeros_for_phone_number(national, parsed)
+    parsed.national_number = int(national)
+    if not phonenumbers.is_possible_number(parsed):
+        return None
+    nsn = _pnu.national_significant_number(parsed)
+    region, kind = _region_and_type(cc, nsn)
+    if region is None or not region.isalpha():
+        region = "ZZ"
+    return Destination(e164=f"+{cc}{nsn}", country=region, types=_PHONE_TYPES.get(kind, ()))
+
+
+_KEEP_UNSTRIPPED: Final = (
+    _pnu.ValidationResult.TOO_SHORT,
+    _pnu.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
+    _pnu.ValidationResult.INVALID_LENGTH,
+)
+
+
+def _region_and_type(cc: int, nsn: str) -> tuple[str | None, int]:
+    """``region_code_for_number`` and ``number_type`` of a parsed number, in one pass."""
+    unknown = _UNKNOWN
+    regions = _pnu.COUNTRY_CODE_TO_REGION_CODE.get(cc)
+    if regions is None:
+        return None, unknown
+    if len(regions) == 1:
+        region: str | None = regions[0]
+    else:
+        region = None
+        for candidate, metadata, leading in _shared_code_regions(cc, regions):
+            if leading is not None:
+                if leading.match(nsn):
+                    region = candidate
+                    break
+            else:
+                kind = _number_type(nsn, metadata)
+                if kind != unknown:
+                    # number_type would look the region up again and ask this same question.
+                    found = _pnu.PhoneMetadata.metadata_for_region_or_calling_code(cc, candidate)
+                    if found is metadata:
+                        return candidate, kind
+                    region = candidate
+                    break
+        if region is None:
+            return None, unknown
+    metadata = _pnu.PhoneMetadata.metadata_for_region_or_calling_code(cc, region)
+    if metadata is None:
+        return region, unknown
+    return region, _number_type(nsn, metadata)
+
+
+_SHARED: dict[int, list[tuple[str, Any, Any]]] = {}
+
+
+def _shared_code_regions(cc: int, regions: Any) -> list[tuple[str, Any, Any]]:
+    """The regions sharing a country calling code, in ``_region_code_for_number_from_list``'s
+    order, with their metadata and compiled leading-digits pattern (None: full validation)."""
+    found = _SHARED.get(cc)
+    if found is None:
+        found = []
+        for region in regions:
+            metadata = _pnu.PhoneMetadata.metadata_for_region(region.upper(), None)
+            if metadata is not None:
+                leading = metadata.leading_digits
+                found.append(
+                    (region, metadata, None if leading is None else _pnu.re_compile(leading))
+                )
+        _SHARED[cc] = found
+    return found
+
+
+_Test = tuple[frozenset[int] | None, "re.Pattern[str]"] | None
+"""A number description as ``_is_number_matching_desc`` reads it: the possible lengths (None:
+any) and the pattern; None never matches."""
+
+_TYPE_TESTS: dict[int, tuple[Any, ...]] = {}
+
+
+def _test(desc: Any) -> _Test:
+    if desc is None or not desc.national_number_pattern:
+        return None
+    lengths = frozenset(desc.possible_length) if desc.possible_length else None
+    return lengths, _pnu.re_compile(desc.national_number_pattern)
+
+
+def _matches(test: _Test, number: str) -> bool:
+    """``_is_number_matching_desc``: the length is possible and the pattern takes the whole
+    number."""
+    if test is None:
+        return False
+    lengths, pattern = test
+    if lengths is not None and len(number) not in lengths:
+        return False
+    return pattern.fullmatch(number) is not None
+
+
+def _number_type(number: str, metadata: Any) -> int:
+    """``_number_type_helper`` with each description's pattern looked up once per metadata."""
+    tests = _TYPE_TESTS.get(id(metadata))
+    if tests is None or tests[0] is not metadata:
+        tests = (
+            metadata,
+            _test(metadata.general_desc),
+            tuple(
+                (_test(getattr(metadata, name)), kind)
+                for name, kind in (
+                    ("premium_rate", _pnu.PhoneNumberType.PREMIUM_RATE),
+                    ("toll_free", _pnu.PhoneNumberType.TOLL_FREE),
+                    ("shared_cost", _pnu.PhoneNumberType.SHARED_COST),
+                    ("voip", _pnu.PhoneNumberType.VOIP),
+                    ("personal_number", _pnu.PhoneNumberType.PERSONAL_NUMBER),
+                    ("pager", _pnu.PhoneNumberType.PAGER),
+                    ("uan", _pnu.PhoneNumberType.UAN),
+                    ("voicemail", _pnu.PhoneNumberType.VOICEMAIL),
+                )
+            ),
+            _test(metadata.fixed_line),
+            _test(metadata.mobile),
+            bool(metadata.same_mobile_and_fixed_line_pattern),
+        )
+        _TYPE_TESTS[id(metadata)] = tests
+    _, general, special, fixed, mobile, same = tests
+    if not _matches(general, number):
+        return _UNKNOWN
+    for test, kind in special:
+        if _matches(test, number):
+            return int(kind)
+    if _matches(fixed, number):
+        if same or _matches(mobile, number):
+            return _FIXED_OR_MOBILE
+        return _FIXED
+    if not same and _matches(mobile, number):
+        return _MOBILE
+    return _UNKNOWN
+
+
+_UNKNOWN: Final[int] = phonenumbers.PhoneNumberType.UNKNOWN
+_FIXED: Final[int] = phonenumbers.PhoneNumberType.FIXED_LINE
+_MOBILE: Final[int] = phonenumbers.PhoneNumberType.MOBILE
+_FIXED_OR_MOBILE: Final[int] = phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE

@@ -34,21 +34,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
-from sqlalchemy import insert
+from sqlalchemy import Connection, Table, bindparam, insert, select
+from sqlalchemy.engine import Dialect
 
 from commcredits.adapters.clock import Clock
 from commcredits.domain import charging
 from commcredits.domain.charging import FREECALL, INBOUND_TYPES, CallFacts
 from commcredits.domain.credits import CreditAccount
 from commcredits.domain.directory import TOLL_FREE_KINDS, User
-from commcredits.domain.errors import InvalidRequest, NotFound, RuleViolation
+from commcredits.domain.errors import InvalidRequest, NotFound
 from commcredits.domain.licensing import CALL_TYPES, Catalogue
 from commcredits.domain.money import from_micros, to_micros
 from commcredits.domain.organizations import Organization
 from commcredits.domain.pools import PoolKey, PoolMember, PoolState, month_of, pool_sizes
-from commcredits.domain.rating import Charge, Destination, Rate, RateTable, classify, price
+from commcredits.domain.rating import Charge, Destination, Rate, RateTable, price
+from commcredits.domain.rating_batch import classify_number
 from commcredits.domain.usage import CallRecord
 from commcredits.services import notices
 from commcredits.services.account import AccountSession
@@ -58,7 +60,8 @@ from commcredits.services.rating import Rating
 from commcredits.store.credits import CreditRepository
 from commcredits.store.database import Store, UnitOfWork, retrying
 from commcredits.store.directory import NumberRepository, UserRepository
-from commcredits.store.tables import ledger_entries
+from commcredits.store.tables import calls, ledger_entries
+from commcredits.store.types import UTCDateTime
 from commcredits.store.usage import CallRepository, PoolRepository
 
 ZERO: Final = Decimal(0)
@@ -107,7 +110,8 @@ class _Chunk:
     available: int
     entries: list[tuple[int, str, str, str]]
     """(amount micros, lot id, call id, call type), in the order the money moved."""
-    records: list[CallRecord]
+    rows: list[tuple[Any, ...]]
+    """The calls to store, as rows of the ``calls`` table (see :class:`_CallRows`)."""
 
 
 class CdrBatches:
@@ -192,6 +196,9 @@ class _Batch:
         self.seen: set[str] = set()
         self.months: dict[tuple[int, int, timedelta | None], str] = {}
         self.domestic: dict[tuple[str, str], bool] = {}
+        self.stored_rates: dict[int, tuple[Any, ...]] = {}
+        self.micros_of: dict[Decimal, int] = {}
+        self.writer = _CallRows.for_dialect(owner.store.engine.dialect)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -199,11 +206,7 @@ class _Batch:
         try:
             return self.numbers[number]
         except KeyError:
-            try:
-                found: Destination | None = classify(number)
-            except RuleViolation:
-                found = None
-            self.numbers[number] = found
+            self.numbers[number] = found = classify_number(number)
             return found
 
     def rate(
@@ -219,6 +222,14 @@ class _Batch:
                 if found is not None:
                     break
             self.rate_of[key] = found
+            return found
+
+    def micros(self, amount: Decimal) -> int:
+        """``to_micros``, remembered: a batch charges the same few amounts over and over."""
+        try:
+            return self.micros_of[amount]
+        except KeyError:
+            self.micros_of[amount] = found = to_micros(amount)
             return found
 
     def price(self, rate: Rate, seconds: int) -> Charge:
@@ -273,7 +284,7 @@ class _Batch:
             if n.kind in TOLL_FREE_KINDS
         }
         ids = [r.call_id for r in records if r.call_id not in self.seen]
-        self.seen.update(CallRepository(uow.conn).existing_ids(org_id, ids))
+        self.seen.update(_charged_already(uow.conn, org_id, ids))
         self.facts: dict[str | None, CallFacts] = {}
         fifo = sorted(
             (lot for lot in session.lots.values() if not lot.is_expired(self.now)),
@@ -296,7 +307,7 @@ class _Batch:
             balance=to_micros(account.balance),
             available=to_micros(account.available),
             entries=[],
-            records=[],
+            rows=[],
         )
 
     def _month(self, at: datetime) -> str:
@@ -398,7 +409,7 @@ class _Batch:
                     granted, rate = slice_seconds, None
                     break
                 left = left_of(keys[0])
-                if left > 0 and all(left_of(key) > 0 for key in keys):
+                if left > 0 and all(left_of(key) > 0 for key in keys[1:]):
                     verdict, funding, capability = "allow", "pool", candidate
                     granted, pool = min(slice_seconds, left * 60), keys[0]
                     break
@@ -412,7 +423,7 @@ class _Batch:
                 rate = None
         if verdict == "deny":
             record = self._record(
-                cdr, user, "deny", reason, None, None, None, None, 0, (0, ZERO, ZERO), False
+                None, cdr, user, "deny", reason, None, None, None, None, 0, (0, ZERO, ZERO), False
             )
             # Not kept: once the cause is fixed (a license, funds), the record can be sent again.
             return CdrResult(call_id, "rejected", error=reason, record=record)
@@ -420,12 +431,11 @@ class _Batch:
         if settled[1] > 0 and funding == "pool":
             capability = "MCOPSTNPP"  # R-50a: the license that paid the charge
         record = self._record(
-            cdr, user, "allow", None, funding, capability, pool, rate, granted, settled, True
+            chunk, cdr, user, "allow", None, funding, capability, pool, rate, granted, settled, True
         )
-        chunk.records.append(record)
         if user is not None and settled[1]:
             key = (user.id, month)
-            chunk.spent_here[key] = chunk.spent_here.get(key, 0) + to_micros(settled[1])
+            chunk.spent_here[key] = chunk.spent_here.get(key, 0) + self.micros(settled[1])
         return CdrResult(call_id, "charged", charge=record.charge, record=record)
 
     @staticmethod
@@ -620,6 +630,7 @@ class _Batch:
 
     def _record(
         self,
+        chunk: _Chunk | None,
         cdr: CdrRecord,
         user: User | None,
         verdict: str,
@@ -633,7 +644,7 @@ class _Batch:
         ended: bool,
     ) -> CallRecord:
         """The call's row as ``Calls`` writes it (R-50); ``settled`` is (pool minutes, charge,
-        connection fee charged)."""
+        connection fee charged). With a ``chunk``, the row is also queued to be stored."""
         inbound = cdr.call_type.endswith("_in")
         destination = self.numbers.get(cdr.from_number if inbound else cdr.to_number, _UNSEEN)
         if destination is _UNSEEN:
@@ -641,46 +652,94 @@ class _Batch:
         external = destination.country if destination else None
         location = user.usage_location if user else None
         duration = cdr.duration_seconds if ended else None
-        return CallRecord(
-            org_id=self.org_id,
-            call_id=cdr.call_id,
-            call_type=cdr.call_type,
-            user_id=user.id if user else None,
-            upn=user.upn if user else None,
-            display_name=user.display_name if user else None,
-            user_location=location,
-            from_number=cdr.from_number,
-            to_number=cdr.to_number,
-            conference_id=cdr.conference_id,
-            status="ended" if ended else "denied",
-            decision=verdict,  # type: ignore[arg-type]
-            reason=reason,
-            funding=funding,
-            capability=capability,
-            external_country=external,
-            number_type=destination.number_type if destination else None,
-            domestic=self._domestic(location, external) if location and external else None,
-            pool=pool_name(pool) if pool else None,
-            pool_minutes=settled[0],
-            reserved_pool_minutes=0,
-            rate_table_id=self.table_id if rate else None,
-            rate_line=rate.line if rate else None,
-            rate=rate.rate if rate else None,
-            connection_fee=rate.connection_fee if rate else None,
-            first_increment=rate.first_increment if rate else None,
-            increment=rate.increment if rate else None,
-            currency=self.currency,
-            charge=settled[1],
-            connection_fee_charged=settled[2],
-            reserved=ZERO,
-            granted_seconds=granted,
-            used_seconds=duration or 0,
-            start_time=cdr.start_time,
-            end_time=cdr.start_time + timedelta(seconds=cdr.duration_seconds) if ended else None,
-            duration_seconds=duration,
-            reservation_expires_at=None,
-            source="cdr",
+        start = cdr.start_time
+        end = start + timedelta(seconds=cdr.duration_seconds) if ended else None
+        pool_text = pool_name(pool) if pool else None
+        head = (
+            self.org_id,
+            cdr.call_id,
+            cdr.call_type,
+            user.id if user else None,
+            user.upn if user else None,
+            user.display_name if user else None,
+            location,
+            cdr.from_number,
+            cdr.to_number,
+            cdr.conference_id,
+            "ended" if ended else "denied",
+            verdict,
+            reason,
+            funding,
+            capability,
+            external,
+            destination.number_type if destination else None,
+            self._domestic(location, external) if location and external else None,
+            pool_text,
+            settled[0],
+            0,
+            self.table_id if rate else None,
         )
+        if rate is None:
+            rated: tuple[Any, ...] = _UNRATED
+        else:
+            rated = (
+                rate.line,
+                rate.rate,
+                rate.connection_fee,
+                rate.first_increment,
+                rate.increment,
+            )
+        tail = (granted, duration or 0)
+        values: tuple[Any, ...] = (
+            *head,
+            *rated,
+            self.currency,
+            settled[1],
+            settled[2],
+            ZERO,
+            *tail,
+            start,
+            end,
+            duration,
+            None,
+            "cdr",
+        )
+        record = CallRecord(*values)
+        if chunk is not None:
+            writer = self.writer
+            chunk.rows.append(
+                (
+                    *head,
+                    *(_UNRATED if rate is None else self._stored_rate(rate)),
+                    self.currency,
+                    self.micros(settled[1]),
+                    self.micros(settled[2]),
+                    0,
+                    *tail,
+                    writer.time(start),
+                    writer.time(end),
+                    duration,
+                    None,
+                    "cdr",
+                    None,
+                )
+            )
+        return record
+
+    def _stored_rate(self, rate: Rate) -> tuple[Any, ...]:
+        """A rate's columns of a call row: Decimals as the text ``CallRepository`` writes."""
+        key = id(rate)
+        found = self.stored_rates.get(key)
+        if found is None:
+            found = (
+                rate.line,
+                format(rate.rate, "f"),
+                format(rate.connection_fee, "f"),
+                rate.first_increment,
+                rate.increment,
+            )
+            self.stored_rates[key] = found
+        return found
 
     def _settle(
         self,
@@ -718,7 +777,7 @@ class _Batch:
             priced = self.price(rate, duration)
             charged, fee = priced.charge, (rate.connection_fee if priced.units else ZERO)
         if charged > 0 and funding != "overage":
-            wanted = to_micros(charged)
+            wanted = self.micros(charged)
             take = min(wanted, chunk.available)
             if take > 0:
                 self._debit(chunk, take, cdr.call_id, cdr.call_type)
@@ -772,7 +831,7 @@ class _Batch:
 
     def _write(self, uow: UnitOfWork, session: AccountSession, chunk: _Chunk) -> Any:
         org_id, now = self.org_id, self.now
-        CallRepository(uow.conn).add_many(chunk.records)
+        self.writer.insert(uow.conn, chunk.rows)
         pools = PoolRepository(uow.conn)
         for (month, name), minutes in chunk.touched.items():
             pools.add(org_id, month, name, used=minutes)
@@ -798,32 +857,50 @@ class _Batch:
             seq = repo.next_entry_seq(org_id, len(chunk.entries))
             running = to_micros(swept_balance)
             ids = _entry_ids(len(chunk.entries))
+            at = self.writer.time(now)
             rows = []
             for offset, (amount, lot_id, call_id, call_type) in enumerate(chunk.entries):
                 running += amount
                 rows.append(
-                    {
-                        "org_id": org_id,
-                        "seq": seq + offset,
-                        "id": ids[offset],
-                        "at": now,
-                        "kind": "usage",
-                        "amount_micros": amount,
-                        "lot_id": lot_id,
-                        "balance_after_micros": running,
-                        "reference": call_id,
-                        "description": call_type,
-                    }
+                    (
+                        org_id,
+                        seq + offset,
+                        ids[offset],
+                        at,
+                        "usage",
+                        amount,
+                        lot_id,
+                        running,
+                        call_id,
+                        call_type,
+                    )
                 )
             assert running == chunk.balance
-            uow.conn.execute(insert(ledger_entries), rows)
+            self.writer.insert(uow.conn, rows, entries=True)
             for lot_id in changed:
                 repo.set_remaining(org_id, lot_id, from_micros(remaining[lot_id]))
             repo.save_account(replace(settled, next_expiry_at=session.account.next_expiry_at), now)
         return order
 
 
+_EXISTING: Final = select(calls.c.call_id).where(
+    calls.c.org_id == bindparam("k_org"), calls.c.call_id.in_(bindparam("k_ids", expanding=True))
+)
+"""Built once: the ids go to the driver as one expanding parameter, not as literals."""
+
+
+def _charged_already(conn: Connection, org_id: str, call_ids: list[str]) -> set[str]:
+    """The ids of ``call_ids`` that the organization's calls already hold, 1,000 per query."""
+    found: set[str] = set()
+    for first in range(0, len(call_ids), 1_000):
+        ids = call_ids[first : first + 1_000]
+        found.update(conn.execute(_EXISTING, {"k_org": org_id, "k_ids": ids}).scalars())
+    return found
+
+
 _UNSEEN: Final[Any] = object()
+_UNRATED: Final = (None, None, None, None, None)
+_TIME_COLUMNS: Final = frozenset({"start_time", "end_time", "reservation_expires_at"})
 _FREE: Final = _Route(("allow", None, "free", FREECALL))
 _INVALID: Final = _Route(("deny", "invalid_number", None, None))
 
@@ -840,3 +917,73 @@ def _entry_ids(count: int) -> list[str]:
     head = "".join(_ALPHABET[(millis >> (5 * shift)) & 31] for shift in range(9, -1, -1))
     tail = base64.b32encode(os.urandom(10 * count)).translate(_CROCKFORD).decode()
     return [f"txn_{head}{tail[16 * n : 16 * n + 16]}" for n in range(count)]
+
+
+class _CallRows:
+    """Call rows and ledger entries written straight through the driver's ``executemany``.
+
+    SQLAlchemy's per-row parameter processing is most of the cost of inserting a wide row, so
+    the rows are built ready for the driver, converted exactly as the column types convert
+    them: UTC instants as naive UTC text on SQLite (SQLAlchemy's own format, microseconds
+    always six digits), aware datetimes elsewhere; Decimals as the text ``CallRepository``
+    writes; money in micro-units."""
+
+    _made: ClassVar[dict[str, _CallRows]] = {}
+
+    def __init__(self, dialect: Dialect):
+        self.sqlite = dialect.name == "sqlite"
+        self.positional = dialect.paramstyle in ("qmark", "format", "numeric")
+        self.calls = self._statement(dialect, calls, _CALL_COLUMNS)
+        self.entries = self._statement(dialect, ledger_entries, _ENTRY_COLUMNS)
+
+    def _statement(self, dialect: Dialect, table: Table, columns: tuple[str, ...]) -> str:
+        compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
+        if self.positional:
+            assert compiled.positiontup is not None
+            assert tuple(compiled.positiontup) == columns, compiled.positiontup
+        return str(compiled)
+
+    @classmethod
+    def for_dialect(cls, dialect: Dialect) -> _CallRows:
+        found = cls._made.get(dialect.name)
+        if found is None:
+            found = cls._made[dialect.name] = cls(dialect)
+        return found
+
+    def time(self, value: datetime | None) -> datetime | str | None:
+        if value is None:
+            return None
+        if value.tzinfo is UTC and self.sqlite:
+            return value.isoformat(" ", "microseconds")[:26]
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use timezone-aware UTC")
+        if not self.sqlite:
+            return value.astimezone(UTC)
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        # "YYYY-MM-DD HH:MM:SS.ffffff" and the offset, which naive UTC text leaves out.
+        return value.isoformat(" ", "microseconds")[:26]
+
+    def insert(
+        self, conn: Connection, rows: list[tuple[Any, ...]], *, entries: bool = False
+    ) -> None:
+        if not rows:
+            return
+        sql = self.entries if entries else self.calls
+        if self.positional:
+            cursor = conn.connection.cursor()
+            try:
+                cursor.executemany(sql, rows)
+            finally:
+                cursor.close()
+        else:
+            columns = _ENTRY_COLUMNS if entries else _CALL_COLUMNS
+            named = [dict(zip(columns, row, strict=True)) for row in rows]
+            conn.exec_driver_sql(sql, named)
+
+
+_CALL_COLUMNS: Final = tuple(column.name for column in calls.c)
+_ENTRY_COLUMNS: Final = tuple(column.name for column in ledger_entries.c)
+assert all(
+    isinstance(column.type, UTCDateTime) == (column.name in _TIME_COLUMNS) for column in calls.c
+), "a new time column of calls must be converted in _Batch._record"

@@ -111,14 +111,19 @@ class LotExpiry:
     ) -> list[_Swept]:
         conn = uow.conn
         expired = and_(in_group, _expired(now))
-        forfeits = (
+        is_expired = lots.c.expires_at <= now
+        # Per organization of the group with an expired lot: what is forfeited, how many lots,
+        # and the next expiry once they are gone, in one pass over the group's lots with money.
+        summary = (
             select(
                 lots.c.org_id,
-                func.sum(lots.c.remaining_micros).label("forfeited"),
-                func.count().label("count"),
+                func.sum(case((is_expired, lots.c.remaining_micros), else_=0)).label("forfeited"),
+                func.sum(case((is_expired, 1), else_=0)).label("count"),
+                func.min(case((is_expired, None), else_=lots.c.expires_at)).label("next_expiry"),
             )
-            .where(expired)
+            .where(in_group, lots.c.remaining_micros > 0)
             .group_by(lots.c.org_id)
+            .having(func.sum(case((is_expired, 1), else_=0)) > 0)
             .subquery()
         )
         swept = [
@@ -127,16 +132,17 @@ class LotExpiry:
                 select(
                     credit_accounts.c.org_id,
                     credit_accounts.c.balance_micros.label("balance"),
-                    forfeits.c.forfeited,
+                    summary.c.forfeited,
                     credit_accounts.c.zero_notified.label("zero"),
                     credit_accounts.c.recharge_enabled.label("recharge"),
-                ).join(forfeits, forfeits.c.org_id == credit_accounts.c.org_id)
+                ).join(summary, summary.c.org_id == credit_accounts.c.org_id)
             )
         ]
         if not swept:
             return []
         # One entry per lot, oldest purchase first, numbered after the account's last entry.
-        # An expiry entry's id carries its lot's: a lot is forfeited at most once.
+        # An expiry entry's id carries its lot's: a lot is forfeited at most once. (purchased_at,
+        # id) is unique, so a ROWS frame is the default RANGE frame, without its peer search.
         by_org = lots.c.org_id
         fifo = (lots.c.purchased_at, lots.c.id)
         entries = (
@@ -153,7 +159,9 @@ class LotExpiry:
                 lots.c.id.label("lot_id"),
                 (
                     credit_accounts.c.balance_micros
-                    - func.sum(lots.c.remaining_micros).over(partition_by=by_org, order_by=fifo)
+                    - func.sum(lots.c.remaining_micros).over(
+                        partition_by=by_org, order_by=fifo, rows=(None, 0)
+                    )
                 ).label("balance_after_micros"),
                 lots.c.id.label("reference"),
                 literal("lot expired").label("description"),
@@ -178,22 +186,10 @@ class LotExpiry:
                 entries,
             )
         )
-        own = lots.c.org_id == credit_accounts.c.org_id
-        forfeited = (
-            select(func.coalesce(func.sum(lots.c.remaining_micros), 0))
-            .where(own, expired)
-            .scalar_subquery()
-        )
-        count = select(func.count()).where(own, expired).scalar_subquery()
-        next_expiry = (
-            select(func.min(lots.c.expires_at))
-            .where(own, lots.c.remaining_micros > 0, lots.c.expires_at > now)
-            .scalar_subquery()
-        )
-        left = credit_accounts.c.balance_micros - forfeited
+        left = credit_accounts.c.balance_micros - summary.c.forfeited
         conn.execute(
             update(credit_accounts)
-            .where(credit_accounts.c.org_id.in_(select(forfeits.c.org_id)))
+            .where(credit_accounts.c.org_id == summary.c.org_id)
             .values(
                 balance_micros=left,
                 # Money reserved for calls in progress cannot outlive the lots it stood on.
@@ -201,8 +197,8 @@ class LotExpiry:
                     (credit_accounts.c.reserved_micros > left, left),
                     else_=credit_accounts.c.reserved_micros,
                 ),
-                entry_seq=credit_accounts.c.entry_seq + count,
-                next_expiry_at=next_expiry,
+                entry_seq=credit_accounts.c.entry_seq + summary.c.count,
+                next_expiry_at=summary.c.next_expiry,
                 updated_at=now,
             )
         )
