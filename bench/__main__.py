@@ -33,18 +33,8 @@ SUITES = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("suites", nargs="*", choices=[*SUITES, []], help="default: all")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    parser.add_argument("--out", type=Path, default=Path("var/bench/latest.json"))
-    args = parser.parse_args(argv)
-    console = Console()
-    figures: list[Figure] = []
-    for name in args.suites or list(SUITES):
-        console.print(f"[bold]{name}[/bold] ...")
-        figures += SUITES[name](quick=args.quick, say=console.print)
-    table = Table(title="benchmarks")
+def _table(figures: list[Figure], title: str) -> Table:
+    table = Table(title=title)
     for column in ("figure", "value", "unit", "baseline", "ratio", "target", "met"):
         table.add_column(
             column, justify="right" if column in {"value", "baseline", "ratio"} else "left"
@@ -59,9 +49,27 @@ def main(argv: list[str] | None = None) -> int:
             f.target,
             {True: "yes", False: "NO", None: ""}[f.met],
         )
-    console.print(table)
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("suites", nargs="*", choices=[*SUITES, []], help="default: all")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--out", type=Path, default=Path("var/bench/latest.json"))
+    args = parser.parse_args(argv)
+    console = Console()
+    figures: list[Figure] = []
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps([f.as_json() for f in figures], indent=2))
+    for name in args.suites or list(SUITES):
+        console.print(f"[bold]{name}[/bold] ...")
+        found = SUITES[name](quick=args.quick, say=console.print)
+        figures += found
+        # Each suite's figures at once, and the file rewritten after each: a long run that is
+        # stopped keeps what it measured.
+        console.print(_table(found, f"{name}"))
+        args.out.write_text(json.dumps([f.as_json() for f in figures], indent=2))
+    console.print(_table(figures, "benchmarks"))
     console.print(f"written to {args.out}")
     return 0 if all(f.met is not False for f in figures) else 1
 
