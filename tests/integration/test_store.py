@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Engine, event, inspect, select, text
 
+from commcredits.services import overage
 from commcredits.store import migrate, tables
+from commcredits.store.credits import CreditRepository
 from commcredits.store.database import create_store_engine
 from tests.support.postgres import PostgresAdmin
 
@@ -110,3 +112,40 @@ def test_a_naive_datetime_never_reaches_the_database(database_url: str) -> None:
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM system_state")).scalar() == 0
     engine.dispose()
+
+
+def test_the_job_scheduler_reads_live_rows_only_never_the_history(tmp_path: Path) -> None:
+    """The job runner asks for the next lot expiry, the next expiry warning and the oldest
+    unbilled overage on every pass; each must be answered from a partial index of the live
+    rows, not by walking years of spent lots and billed calls (SQLite's plan, which never
+    falls back to a scan silently)."""
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'plan.db'}")
+    migrate.upgrade(engine)
+    statements: list[str] = []
+
+    def plan(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", plan)
+    with engine.connect() as conn:
+        repo = CreditRepository(conn)
+        repo.next_expiry()
+        repo.next_warning_at(30)
+        conn.execute(select(text("1")).select_from(tables.calls).where(overage._unbilled_calls()))
+        conn.execute(
+            select(text("1")).select_from(tables.sms_messages).where(overage._unbilled_sms())
+        )
+    event.remove(engine, "before_cursor_execute", plan)
+    used = []
+    with engine.connect() as conn:
+        for statement in statements:
+            count = statement.count("?")
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", (30,) * count).all()
+            used.append(" ".join(str(row[-1]) for row in rows))
+    engine.dispose()
+    assert len(used) == 4
+    assert "ix_lots_live_expires_at" in used[0]
+    assert "ix_lots_live_expires_at" in used[1]
+    assert "ix_calls_overage_unbilled_start_time" in used[2]
+    assert "ix_sms_messages_overage_unbilled_sent_at" in used[3]

@@ -76,16 +76,25 @@ class JobRunner:
 
     def run_due(self) -> list[JobRun]:
         """Run every job that is due now, again while running one makes another due."""
+        return self._run_due()[0]
+
+    def _run_due(self) -> tuple[list[JobRun], dict[str, datetime | None]]:
+        """:meth:`run_due`, also returning the next due time of each job the last pass looked
+        at without running it (nothing ran after it looked): :meth:`advance_clock` needs them
+        next and need not ask again."""
         runs: list[JobRun] = []
         failed: dict[str, Exception] = {}
+        dues: dict[str, datetime | None] = {}
         for _ in range(MAX_PASSES):
             now = self.clock.now()
             ran_any = False
+            dues = {}
             for job in self.jobs:
                 if job.name in failed:
                     continue
                 due = job.next_due()
                 if due is None or due > now:
+                    dues[job.name] = due
                     continue
                 try:
                     processed = self._run_one(job)
@@ -103,7 +112,7 @@ class JobRunner:
                 break
         if failed:
             raise next(iter(failed.values()))
-        return runs
+        return runs, dues
 
     def advance_clock(self, target: datetime) -> list[JobRun]:
         """Move the simulated clock to ``target``, stopping at each moment a job falls due on
@@ -115,18 +124,20 @@ class JobRunner:
             )
         if target < clock.now():
             clock.set(target)  # raises clock_cannot_go_backwards
-        runs = self.run_due()
+        runs, dues = self._run_due()
         while True:
             now = clock.now()
             upcoming = [
                 due
                 for job in self.jobs
-                if (due := job.next_due()) is not None and now < due <= target
+                if (due := dues[job.name] if job.name in dues else job.next_due()) is not None
+                and now < due <= target
             ]
             if not upcoming:
                 break
             clock.set(min(upcoming))
-            runs += self.run_due()
+            more, dues = self._run_due()
+            runs += more
         clock.set(target)
         return runs + self.run_due()
 

@@ -27,7 +27,13 @@ from commcredits.services import notices
 from commcredits.services.account import AccountSession
 from commcredits.services.credits import Credits
 from commcredits.store.database import Store, UnitOfWork, retrying
-from commcredits.store.tables import credit_accounts, ledger_entries, lots, organizations
+from commcredits.store.tables import (
+    LOT_HAS_MONEY,
+    credit_accounts,
+    ledger_entries,
+    lots,
+    organizations,
+)
 from commcredits.store.types import UTCDateTime
 
 ORGS_PER_TRANSACTION: Final = 5_000
@@ -121,7 +127,7 @@ class LotExpiry:
                 func.sum(case((is_expired, 1), else_=0)).label("count"),
                 func.min(case((is_expired, None), else_=lots.c.expires_at)).label("next_expiry"),
             )
-            .where(in_group, lots.c.remaining_micros > 0)
+            .where(in_group, LOT_HAS_MONEY)
             .group_by(lots.c.org_id)
             .having(func.sum(case((is_expired, 1), else_=0)) > 0)
             .subquery()
@@ -220,4 +226,4 @@ class LotExpiry:
 
 def _expired(now: datetime) -> ColumnElement[bool]:
     """Lots expired at ``now`` with money left (R-21: from ``expires_at`` on)."""
-    return and_(lots.c.remaining_micros > 0, lots.c.expires_at <= now)
+    return and_(LOT_HAS_MONEY, lots.c.expires_at <= now)

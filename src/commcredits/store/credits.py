@@ -25,6 +25,7 @@ from commcredits.domain.money import from_micros, to_micros
 from commcredits.domain.recharge import AutoRecharge, RechargeStatus
 from commcredits.store.database import DriverStatement
 from commcredits.store.tables import (
+    LOT_HAS_MONEY,
     credit_accounts,
     credit_orders,
     invoices,
@@ -190,7 +191,7 @@ _SET_REMAINING = (
 )
 _LOTS_WITH_MONEY = (
     select(lots)
-    .where(lots.c.org_id == bindparam("k_org"), lots.c.remaining_micros > 0)
+    .where(lots.c.org_id == bindparam("k_org"), LOT_HAS_MONEY)
     .order_by(lots.c.purchased_at, lots.c.id)
 )
 _ADD_ENTRIES = DriverStatement(insert(ledger_entries), times=frozenset({"at"}))
@@ -313,7 +314,7 @@ class CreditRepository:
         """Lots with money left whose expiry is within ``days`` and not yet warned that close."""
         rows = self.conn.execute(
             select(lots).where(
-                lots.c.remaining_micros > 0,
+                LOT_HAS_MONEY,
                 lots.c.expires_at > now,
                 lots.c.expires_at <= now + timedelta(days=days),
                 (lots.c.warned_days.is_(None)) | (lots.c.warned_days > days),
@@ -324,7 +325,7 @@ class CreditRepository:
     def next_warning_at(self, days: int) -> datetime | None:
         value: datetime | None = self.conn.execute(
             select(func.min(lots.c.expires_at)).where(
-                lots.c.remaining_micros > 0,
+                LOT_HAS_MONEY,
                 (lots.c.warned_days.is_(None)) | (lots.c.warned_days > days),
             )
         ).scalar_one_or_none()
@@ -340,14 +341,12 @@ class CreditRepository:
 
     def orgs_with_expired_lots(self, now: datetime) -> list[str]:
         rows = self.conn.execute(
-            select(lots.c.org_id)
-            .where(lots.c.remaining_micros > 0, lots.c.expires_at <= now)
-            .distinct()
+            select(lots.c.org_id).where(LOT_HAS_MONEY, lots.c.expires_at <= now).distinct()
         )
         return [row.org_id for row in rows]
 
     def next_expiry(self, org_id: str | None = None) -> datetime | None:
-        query = select(func.min(lots.c.expires_at)).where(lots.c.remaining_micros > 0)
+        query = select(func.min(lots.c.expires_at)).where(LOT_HAS_MONEY)
         if org_id is not None:
             query = query.where(lots.c.org_id == org_id)
         value: datetime | None = self.conn.execute(query).scalar_one_or_none()

@@ -26,6 +26,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
+    literal_column,
 )
 
 from commcredits.store.types import UTCDateTime
@@ -210,6 +212,18 @@ lots = Table(
     CheckConstraint("source IN ('deposit', 'recharge', 'adjustment')", name="source_known"),
     Index("ix_lots_org_id_purchased_at", "org_id", "purchased_at"),
     Index("ix_lots_expires_at", "expires_at"),
+)
+
+# Lots with money left: what the expiry sweep, the expiry warnings and the job scheduler look
+# for. Spent and expired lots pile up over the years; this partial index holds only the live
+# ones, so those queries never walk the history. Queries must use this very expression (a
+# literal, not a bound parameter) for either database to pick the index.
+LOT_HAS_MONEY = lots.c.remaining_micros > literal_column("0")
+Index(
+    "ix_lots_live_expires_at",
+    lots.c.expires_at,
+    sqlite_where=LOT_HAS_MONEY,
+    postgresql_where=LOT_HAS_MONEY,
 )
 
 ledger_entries = Table(
@@ -443,6 +457,19 @@ calls = Table(
     Index("ix_calls_status_reservation_expires_at", "status", "reservation_expires_at"),
 )
 
+# Postpaid overage not yet invoiced: the month-end job asks for its oldest on every pass;
+# the partial indexes hold only those rows, never the years of calls and messages already billed
+# or never billable. Queries must use these very expressions.
+CALL_OVERAGE_UNBILLED = and_(
+    calls.c.funding == literal_column("'overage'"), calls.c.invoice_id.is_(None)
+)
+Index(
+    "ix_calls_overage_unbilled_start_time",
+    calls.c.start_time,
+    sqlite_where=CALL_OVERAGE_UNBILLED,
+    postgresql_where=CALL_OVERAGE_UNBILLED,
+)
+
 pool_usage = Table(
     "pool_usage",
     metadata,
@@ -481,6 +508,16 @@ sms_messages = Table(
     Column("sent_at", UTCDateTime, nullable=False),
     Column("invoice_id", ID),
     Index("ix_sms_messages_org_id_sent_at", "org_id", "sent_at"),
+)
+
+SMS_OVERAGE_UNBILLED = and_(
+    sms_messages.c.funding == literal_column("'overage'"), sms_messages.c.invoice_id.is_(None)
+)
+Index(
+    "ix_sms_messages_overage_unbilled_sent_at",
+    sms_messages.c.sent_at,
+    sqlite_where=SMS_OVERAGE_UNBILLED,
+    postgresql_where=SMS_OVERAGE_UNBILLED,
 )
 
 # The web console: sessions, invitations and sign-in failures. Tokens are kept only as their
