@@ -394,6 +394,21 @@ def test_every_bad_row_is_reported_with_its_line_and_field() -> None:
     ]
 
 
+def test_a_rate_or_fee_too_large_to_price_is_refused_with_its_line() -> None:
+    """A rate of 10^41 per minute would overflow every charge computed from it; rates and
+    fees stay below a million units, so a day-long call still prices under the largest amount
+    (R-41)."""
+    text = "\n".join(
+        [
+            HEADER,
+            "outbound,44,,,999999.999999,,60,60,USD,,,the largest rate",  # line 2
+            "outbound,45,,,100000000000000000000000000000000000000000,,60,60,USD,,,",  # 3
+            "outbound,46,,,0.10,1000000,60,60,USD,,,",  # 4
+        ]
+    )
+    assert _problems(text) == [(3, "rate"), (4, "connection_fee")]
+
+
 def test_the_error_message_counts_the_problems_and_shows_the_first_ones() -> None:
     rows = [f"outbound,{40 + n},,,x,,60,60,USD,,," for n in range(7)]
     with pytest.raises(RateTableError) as raised:
@@ -755,11 +770,10 @@ def test_a_number_shorter_than_a_covering_prefix_takes_the_enclosing_prefix() ->
 
 
 @pytest.mark.parametrize(
-    ("rate", "fee"), [("0.0050000001", "0"), ("0.005", "0.0000000001"), ("9999999999.5", "0")]
+    ("rate", "fee"),
+    [("0.0050000001", "0"), ("0.005", "0.0000000001"), ("999999.9999999999", "0")],
 )
-def test_a_row_with_more_than_nine_decimals_or_beyond_int64_is_priced_in_decimal(
-    rate: str, fee: str
-) -> None:
+def test_a_row_with_more_than_nine_decimals_is_priced_in_decimal(rate: str, fee: str) -> None:
     table = _table(f"outbound,44,,,{rate},{fee},60,60,USD,,,")
     compiled = CompiledRates.compile(table, "outbound", "USD", DAY)
     result = compiled.rate(["+442071234567", "+442071234567"], np.array([60, 0]))

@@ -554,7 +554,8 @@ def test_every_malformed_line_is_reported_with_its_file_and_line(tmp_path: Path)
             "Rates.csv": "#Id,ConnectFee,Rate,RateUnit,RateIncrement,GroupIntervalStart\n"
             "RT_PEAK,0.10,0.12,60s,60s,0s\n"
             "RT_BAD,0,abc,60s,1s,0s\n"
-            "RT_SHORT,0,0.1\n",
+            "RT_SHORT,0,0.1\n"
+            "RT_HUGE,0,1000000,60s,1s,0s\n",
             "Timings.csv": TIMINGS.replace("08:00:00", "8 o'clock"),
         },
     )
@@ -567,6 +568,7 @@ def test_every_malformed_line_is_reported_with_its_file_and_line(tmp_path: Path)
     assert 'Timings.csv:3: Time takes HH:MM:SS, not "8 o\'clock"' in shown
     assert "Rates.csv:3: Rate is not a decimal number: 'abc'" in shown
     assert "Rates.csv:4: expected 6 or 8 columns, found 3" in shown
+    assert "Rates.csv:5: Rate is too large: '1000000' (amounts stay below 1,000,000)" in shown
     assert any(line.startswith("RatingPlans.csv:2: unknown DestinationRatesId") for line in shown)
     assert "RatingPlans.csv:3: Weight is not a decimal number: 'heavy'" in shown
     assert isinstance(raised.value, ValueError)

@@ -32,6 +32,10 @@ MICRO: Final = Decimal("0.000001")
 MAX_AMOUNT: Final = Decimal("1000000000000")
 """No single amount may reach a trillion units; keeps micro-units well inside a BIGINT."""
 
+MAX_RATE: Final = Decimal("1000000")
+"""No rate or fee may reach a million units (per minute, per message, per call): a day-long
+call at the highest rate still prices under :data:`MAX_AMOUNT`."""
+
 # ISO 4217 minor units that are not 2. Everything else in the active list has 2.
 _MINOR_UNITS_EXCEPTIONS: Final[dict[str, int]] = {
     **dict.fromkeys(

@@ -25,7 +25,7 @@ import phonenumbers
 
 from commcredits.domain.countries import is_country
 from commcredits.domain.errors import RuleViolation
-from commcredits.domain.money import billing_currencies, quantize
+from commcredits.domain.money import MAX_RATE, billing_currencies, quantize
 
 Service = Literal["outbound", "toll_free_in", "conf_dialout", "sms_out", "sms_in"]
 NumberType = Literal["fixed", "mobile", "toll_free", "premium", "shared_cost", "any"]
@@ -282,6 +282,8 @@ def _decimal(text: str, name: str, *, default: Decimal | None = None) -> Decimal
         raise ValueError(f"{text!r} is not a decimal number") from None
     if not value.is_finite() or value < 0 or not _PLAIN_DECIMAL.fullmatch(text):
         raise ValueError(f"{text!r} must be a plain decimal, zero or more")
+    if value >= MAX_RATE:
+        raise ValueError(f"{text!r} is too large: rates and fees stay below {MAX_RATE:,}")
     return value
 
 

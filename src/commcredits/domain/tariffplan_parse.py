@@ -17,6 +17,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Final
 
+from commcredits.domain.money import MAX_RATE
+
 ANY: Final = "*any"
 ROUNDING_METHODS: Final = frozenset({"*up", "*middle", "*down"})
 MAX_COST_STRATEGIES: Final = frozenset({"*free", "*disconnect"})
@@ -297,6 +299,8 @@ def _decimal(value: str, column: str, *, allow_negative: bool = False) -> Decima
     number = Decimal(value)
     if number < 0 and not allow_negative:
         raise _Bad(f"{column} must not be negative: {value!r}")
+    if abs(number) >= MAX_RATE:
+        raise _Bad(f"{column} is too large: {value!r} (amounts stay below {MAX_RATE:,})")
     return number
 
 
