@@ -15,6 +15,7 @@ from commcredits.adapters.payments import PaymentGateway, SandboxGateway
 from commcredits.domain.licensing import Catalogue
 from commcredits.jobs.catalog import (
     CallReservationJob,
+    ConsolePurgeJob,
     CreditExpiryJob,
     ExpiryWarningJob,
     ForecastJob,
@@ -117,6 +118,7 @@ def build(
         reservation_ttl=timedelta(minutes=settings.call_reservation_minutes),
     )
     advisor = Advisor(store, clock, catalogue, rating, minimum_deposit=settings.minimum_deposit)
+    signin = SignIn(store, clock, keys)
     jobs = JobRunner(
         store,
         clock,
@@ -132,6 +134,7 @@ def build(
             ForecastJob(advisor),
             MailDispatchJob(mailer),
             IdempotencyPurgeJob(store, clock),
+            ConsolePurgeJob(signin),
         ],
     )
     return Container(
@@ -149,5 +152,5 @@ def build(
         advisor=advisor,
         gateway=gateway,
         jobs=jobs,
-        signin=SignIn(store, clock, keys),
+        signin=signin,
     )

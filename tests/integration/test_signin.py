@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import func, select
 
 from commcredits.adapters.clock import SimulatedClock
 from commcredits.app import Container
 from commcredits.domain.errors import NotFound, RuleViolation, Unauthenticated
 from commcredits.services.orgs import NewOrganization
-from commcredits.services.signin import MAX_FAILURES
+from commcredits.services.signin import LOCKOUT, MAX_FAILURES, PURGE_AFTER
+from commcredits.store.tables import admin_invitations, console_sessions, signin_failures
 
 PASSWORD = "correct horse battery"
 
@@ -161,3 +163,58 @@ def test_csrf_tokens_belong_to_their_session(sqlite_container: Container) -> Non
     assert one.csrf_matches(one.csrf_token())
     assert not one.csrf_matches(two.csrf_token())
     assert not one.csrf_matches(None)
+
+
+def _rows(container: Container) -> dict[str, int]:
+    with container.store.unit_of_work(read_only=True) as uow:
+        return {
+            table.name: uow.conn.execute(select(func.count()).select_from(table)).scalar_one()
+            for table in (console_sessions, admin_invitations, signin_failures)
+        }
+
+
+def test_the_console_purge_job_deletes_what_ended_a_month_ago_and_keeps_the_rest(
+    container: Container,
+) -> None:
+    """Ended sessions, lapsed invitations and old sign-in failures do not pile up: the
+    ``console_purge`` job deletes them a month after they stopped mattering, and touches
+    nothing still in use."""
+    org_id = _org_with_admin(container)
+    signin = container.signin
+    assert signin.next_purge_at() is None  # nothing to purge: the job is not due
+    signin.set_password(org_id, "pat@contoso.example", PASSWORD)
+    signin.sign_in("pat@contoso.example", PASSWORD)
+    signin.invite(org_id, "pat@contoso.example")
+    failed_at = container.clock.now()
+    with pytest.raises(Unauthenticated):
+        signin.sign_in("pat@contoso.example", "guess")
+    assert _rows(container) == {"console_sessions": 1, "admin_invitations": 1, "signin_failures": 1}
+    # The failure is the oldest thing to lapse: LOCKOUT after it, plus the month.
+    assert signin.next_purge_at() == failed_at + LOCKOUT + PURGE_AFTER
+
+    _advance(container, PURGE_AFTER + timedelta(hours=12))
+    runs = container.jobs.run_due()
+    assert ("console_purge", 2) in [(run.job, run.processed) for run in runs]
+    fresh = signin.sign_in("pat@contoso.example", PASSWORD)
+    assert _rows(container) == {"console_sessions": 1, "admin_invitations": 1, "signin_failures": 0}
+    assert signin.session(fresh.token) is not None
+
+    _advance(container, timedelta(days=8))
+    runs = container.jobs.run_due()
+    assert ("console_purge", 1) in [(run.job, run.processed) for run in runs]
+    assert _rows(container)["admin_invitations"] == 0
+    assert signin.session(fresh.token) is None  # ended long ago by its lifetime, kept a month
+    assert _rows(container)["console_sessions"] == 1
+
+
+def test_a_lock_out_in_force_is_never_purged(sqlite_container: Container) -> None:
+    org_id = _org_with_admin(sqlite_container)
+    signin = sqlite_container.signin
+    signin.set_password(org_id, "pat@contoso.example", PASSWORD)
+    for _ in range(MAX_FAILURES):
+        with pytest.raises(Unauthenticated):
+            signin.sign_in("pat@contoso.example", "guess")
+    assert signin.purge() == 0
+    with pytest.raises(Unauthenticated) as locked:
+        signin.sign_in("pat@contoso.example", PASSWORD)
+    assert locked.value.code == "signin_locked"

@@ -14,6 +14,7 @@ from commcredits.services.credits import Credits
 from commcredits.services.expiry import LotExpiry
 from commcredits.services.mail import Mailer
 from commcredits.services.overage import OverageInvoicing
+from commcredits.services.signin import SignIn
 from commcredits.store.database import Store
 from commcredits.store.idempotency import IdempotencyRepository
 from commcredits.store.tables import idempotency_records
@@ -170,3 +171,19 @@ class ForecastJob:
 
     def run(self) -> int:
         return self.advisor.forecast_notices()
+
+
+class ConsolePurgeJob:
+    """Deletes console sessions, invitations and sign-in failures a month after they stopped
+    mattering (``SignIn.purge``)."""
+
+    name = "console_purge"
+
+    def __init__(self, signin: SignIn):
+        self.signin = signin
+
+    def next_due(self) -> datetime | None:
+        return self.signin.next_purge_at()
+
+    def run(self) -> int:
+        return self.signin.purge()

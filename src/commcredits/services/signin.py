@@ -20,7 +20,7 @@ from typing import Final, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from commcredits.adapters.clock import Clock
 from commcredits.domain.errors import NotFound, RuleViolation, Unauthenticated
@@ -36,6 +36,7 @@ from commcredits.store.tables import (
     organizations,
     signin_failures,
 )
+from commcredits.store.types import as_utc
 
 MIN_PASSWORD_LENGTH: Final = 12
 MAX_PASSWORD_LENGTH: Final = 1024
@@ -48,6 +49,10 @@ SESSION_IDLE: Final = timedelta(hours=2)
 TOUCH_EVERY: Final = timedelta(minutes=5)
 """How stale ``last_seen_at`` may get before a request writes it again (page loads stay reads)."""
 INVITATION_LIFETIME: Final = timedelta(days=7)
+PURGE_AFTER: Final = timedelta(days=30)
+"""Ended sessions, lapsed invitations and old sign-in failures are deleted this long after they
+stopped mattering: nothing that could let anyone in is kept, and a month of recent history stays
+for an operator looking into a complaint."""
 
 SessionKind = Literal["admin", "operator"]
 
@@ -372,6 +377,48 @@ class SignIn:
                 )
             )
             return {row.id: row.name for row in rows}
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def next_purge_at(self) -> datetime | None:
+        """When the oldest session, invitation or sign-in failure becomes purgeable; None while
+        there is none."""
+        s, i, f = console_sessions.c, admin_invitations.c, signin_failures.c
+        with self.store.unit_of_work(read_only=True) as uow:
+            oldest = uow.conn.execute(
+                select(
+                    select(func.min(s.expires_at)).scalar_subquery(),
+                    select(func.min(i.expires_at)).scalar_subquery(),
+                    select(func.min(f.last_failure_at)).scalar_subquery(),
+                )
+            ).one()
+        ends = [as_utc(oldest[0]), as_utc(oldest[1])]
+        failure = as_utc(oldest[2])
+        ends.append(None if failure is None else failure + LOCKOUT)
+        found = [end for end in ends if end is not None]
+        return min(found) + PURGE_AFTER if found else None
+
+    @retrying()
+    def purge(self) -> int:
+        """Delete what ended more than :data:`PURGE_AFTER` ago: sessions past their lifetime
+        (every session has ended by then, however it ended), invitations past theirs (used or
+        not), and sign-in failures that no longer count towards a lock-out. Returns how many
+        rows went."""
+        before = self.clock.now() - PURGE_AFTER
+        with self.store.unit_of_work() as uow:
+            conn = uow.conn
+            purged = conn.execute(
+                delete(console_sessions).where(console_sessions.c.expires_at <= before)
+            ).rowcount
+            purged += conn.execute(
+                delete(admin_invitations).where(admin_invitations.c.expires_at <= before)
+            ).rowcount
+            # A failure counts for LOCKOUT after it, and a lock-out ends LOCKOUT after the last.
+            purged += conn.execute(
+                delete(signin_failures).where(signin_failures.c.last_failure_at <= before - LOCKOUT)
+            ).rowcount
+            uow.commit()
+        return purged
 
     # -- lock-out -----------------------------------------------------------------------------
 
