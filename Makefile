@@ -53,10 +53,11 @@ bench: install
 audit: install
 	$(BIN)/python -m tests.security.dependency_audit
 
-# The long forms of tests/stress (hours; see docs/reliability.md). STRESS_SIM_SEED picks the seed.
+# The long forms of tests/stress (about two hours here; see docs/reliability.md): the million
+# simulated operations as one seed per core side by side, then crashes, concurrency and fuzzing.
 .PHONY: stress
 stress: install
-	STRESS_SIM_OPS=1000000 $(BIN)/python -m pytest tests/stress/test_simulation.py -q -s -k keeps_every
+	$(BIN)/python -m tests.stress.shards --ops 1000000
 	STRESS_CRASH_KILLS=100 $(BIN)/python -m pytest tests/stress/test_crash.py -q -s
 	$(BIN)/python -m bench concurrency
 	FUZZ_EXAMPLES=500 $(BIN)/python -m pytest tests/fuzz -q
