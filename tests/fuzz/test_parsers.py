@@ -165,7 +165,7 @@ def test_a_rate_table_with_bad_cells_is_refused_naming_each_line_and_field(
             # What was accepted is exactly what a person would read in the file.
             assert rate.rate.is_finite()
             assert rate.rate >= 0
-            assert re.fullmatch(r"[0-9]+(\.[0-9]+)?", str(rate.rate)) or rate.rate == 0
+            assert re.fullmatch(r"[0-9]+(\.[0-9]{1,12})?", format(rate.rate, "f"))
             assert 1 <= rate.first_increment <= 86_400
             assert 1 <= rate.increment <= 86_400
 

@@ -394,19 +394,21 @@ def test_every_bad_row_is_reported_with_its_line_and_field() -> None:
     ]
 
 
-def test_a_rate_or_fee_too_large_to_price_is_refused_with_its_line() -> None:
+def test_a_rate_or_fee_too_large_or_too_fine_is_refused_with_its_line() -> None:
     """A rate of 10^41 per minute would overflow every charge computed from it; rates and
     fees stay below a million units, so a day-long call still prices under the largest amount
-    (R-41)."""
+    (R-41), and have at most twelve decimal places."""
     text = "\n".join(
         [
             HEADER,
             "outbound,44,,,999999.999999,,60,60,USD,,,the largest rate",  # line 2
             "outbound,45,,,100000000000000000000000000000000000000000,,60,60,USD,,,",  # 3
             "outbound,46,,,0.10,1000000,60,60,USD,,,",  # 4
+            "outbound,47,,,0.000000000001,,60,60,USD,,,twelve places",  # 5
+            "outbound,48,,,0.0000000000001,,60,60,USD,,,",  # 6: thirteen
         ]
     )
-    assert _problems(text) == [(3, "rate"), (4, "connection_fee")]
+    assert _problems(text) == [(3, "rate"), (4, "connection_fee"), (6, "rate")]
 
 
 def test_the_error_message_counts_the_problems_and_shows_the_first_ones() -> None:

@@ -36,6 +36,10 @@ MAX_RATE: Final = Decimal("1000000")
 """No rate or fee may reach a million units (per minute, per message, per call): a day-long
 call at the highest rate still prices under :data:`MAX_AMOUNT`."""
 
+MAX_RATE_PLACES: Final = 12
+"""Decimal places a rate or fee may have: far below any currency's smallest unit, and what a
+person can still read back from the file."""
+
 # ISO 4217 minor units that are not 2. Everything else in the active list has 2.
 _MINOR_UNITS_EXCEPTIONS: Final[dict[str, int]] = {
     **dict.fromkeys(

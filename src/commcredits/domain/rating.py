@@ -25,7 +25,7 @@ import phonenumbers
 
 from commcredits.domain.countries import is_country
 from commcredits.domain.errors import RuleViolation
-from commcredits.domain.money import MAX_RATE, billing_currencies, quantize
+from commcredits.domain.money import MAX_RATE, MAX_RATE_PLACES, billing_currencies, quantize
 
 Service = Literal["outbound", "toll_free_in", "conf_dialout", "sms_out", "sms_in"]
 NumberType = Literal["fixed", "mobile", "toll_free", "premium", "shared_cost", "any"]
@@ -284,6 +284,8 @@ def _decimal(text: str, name: str, *, default: Decimal | None = None) -> Decimal
         raise ValueError(f"{text!r} must be a plain decimal, zero or more")
     if value >= MAX_RATE:
         raise ValueError(f"{text!r} is too large: rates and fees stay below {MAX_RATE:,}")
+    if -value.as_tuple().exponent > MAX_RATE_PLACES:  # type: ignore[operator]
+        raise ValueError(f"{text!r} has more than {MAX_RATE_PLACES} decimal places")
     return value
 
 

@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Final
 
-from commcredits.domain.money import MAX_RATE
+from commcredits.domain.money import MAX_RATE, MAX_RATE_PLACES
 
 ANY: Final = "*any"
 ROUNDING_METHODS: Final = frozenset({"*up", "*middle", "*down"})
@@ -301,6 +301,8 @@ def _decimal(value: str, column: str, *, allow_negative: bool = False) -> Decima
         raise _Bad(f"{column} must not be negative: {value!r}")
     if abs(number) >= MAX_RATE:
         raise _Bad(f"{column} is too large: {value!r} (amounts stay below {MAX_RATE:,})")
+    if -number.as_tuple().exponent > MAX_RATE_PLACES:  # type: ignore[operator]
+        raise _Bad(f"{column} has more than {MAX_RATE_PLACES} decimal places: {value!r}")
     return number
 
 
