@@ -12,6 +12,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from commcredits import __version__
 from commcredits.api.access_log import access_log
 from commcredits.api.auth import authorize
+from commcredits.api.call_control import call_control_fast_path
 from commcredits.api.errors import EXCEPTION_HANDLERS, document_error_responses
 from commcredits.api.routes import (
     advice,
@@ -34,7 +35,14 @@ def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return request.app.openapi_schema.to_schema()
 
 
-def create_app(container: Container) -> Litestar:
+def create_app(container: Container, *, call_control_fast_path_on: bool = True) -> Litestar:
+    """The application. ``call_control_fast_path_on=False`` serves call control through the
+    full Litestar route only (the fast path answers alike; tests compare the two)."""
+    middleware: list[Any] = [access_log]
+    if call_control_fast_path_on:
+        middleware.append(
+            call_control_fast_path(usage.CALL_CONTROL, max_body=container.settings.max_body_bytes)
+        )
     return Litestar(
         route_handlers=[
             orgs.router,
@@ -56,7 +64,10 @@ def create_app(container: Container) -> Litestar:
         on_startup=[document_error_responses],
         before_request=check_body,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[access_log],
+        middleware=middleware,
+        # Logging is set up by commcredits.logs: Litestar's own set-up would replace the root
+        # handler with a queue and a thread that every access log line wakes.
+        logging_config=None,
         state=State({"container": container}),
         request_max_body_size=container.settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterable
 from typing import Any, cast
 from weakref import WeakKeyDictionary
 
@@ -17,7 +18,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from commcredits.api.support import blocking
 from commcredits.app import Container
-from commcredits.domain.errors import Forbidden, NotFound
+from commcredits.domain.errors import Forbidden, NotFound, Unauthenticated
 from commcredits.domain.organizations import Principal
 from commcredits.domain.roles import Access, Area, allows
 from commcredits.services.keys import CACHE_SECONDS, Keys
@@ -38,10 +39,14 @@ cache time, so the service's entry is still there whenever this one is.
 
 
 def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-    # Read from the raw ASGI headers: building the request's header map costs more than the
-    # whole key check on the hot path.
+    return bearer_of(connection.scope["headers"])
+
+
+def bearer_of(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The bearer token of raw ASGI headers: building the request's header map costs more
+    than the whole key check on the hot path."""
     header = b""
-    for name, value in connection.scope["headers"]:
+    for name, value in headers:
         if name.lower() == b"authorization":
             header = value
             break
@@ -49,14 +54,43 @@ def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+def _fresh_of(keys: Keys) -> dict[bytes, float]:
+    fresh = _fresh.get(keys)
+    if fresh is None:
+        fresh = _fresh.setdefault(keys, {})
+    return fresh
+
+
+def known_principal(keys: Keys, token: str | None) -> Principal | None:
+    """The principal of a token verified moments ago, answered without the database; None
+    for any other token (including a bad one: the guard's full check reports it)."""
+    if not token:
+        return None
+    fresh = _fresh_of(keys)
+    digest = hashlib.sha256(token.encode()).digest()
+    until = fresh.get(digest)
+    if until is None or until <= time.monotonic():
+        return None
+    try:
+        return keys.authenticate(token)
+    except Unauthenticated:
+        fresh.pop(digest, None)  # revoked meanwhile: the guard checks it again, in a thread
+        return None
+
+
+def may(principal: Principal, org_id: str | None, area: Area, access: Access) -> bool:
+    """Whether ``principal`` may ``access`` ``area`` (of organization ``org_id``, if any)."""
+    if org_id is not None and not principal.reaches(org_id):
+        return False
+    return allows(principal.role, area, access)
+
+
 async def _principal(keys: Keys, token: str | None) -> Principal:
     if not token:
         return keys.authenticate(token)  # refuses at once, without the database
     digest = hashlib.sha256(token.encode()).digest()
     now = time.monotonic()
-    fresh = _fresh.get(keys)
-    if fresh is None:
-        fresh = _fresh.setdefault(keys, {})
+    fresh = _fresh_of(keys)
     fresh_until = fresh.get(digest)
     if fresh_until is not None and fresh_until > now:
         return keys.authenticate(token)

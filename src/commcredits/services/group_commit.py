@@ -20,6 +20,11 @@ returns a :class:`~concurrent.futures.Future` at once, answered after the same d
 as :meth:`GroupCommitter.run` would be. A switch with hundreds of calls on one connection keeps
 them all going without a thread each, and the writer gets full batches from few callers.
 
+Where writers take turns (several processes on one SQLite file, see
+:class:`~commcredits.store.database.WriteLock`), the writer waits for its turn before it closes
+the batch, so everything that queued while another process was writing goes into this one
+commit, and it gives the turn back as soon as the batch is committed.
+
 A transient conflict runs the batch again. Any other failure of the batch as a whole runs each
 of its requests again alone, so one bad request never fails the others.
 """
@@ -117,6 +122,7 @@ class GroupCommitter(Generic[Op]):
         self._queue: queue.SimpleQueue[_Request[Op] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._release_turn: Callable[[], None] | None = None
         self.batches = 0
         """Batches committed so far (what the benchmark reports as the mean batch size)."""
         self.requests = 0
@@ -182,7 +188,16 @@ class GroupCommitter(Generic[Op]):
                     stopping = self._drain(batch)
                     if stopping or len(batch) == size:
                         break
-            self._write(batch)
+            # Wait for the turn to write before the batch is closed: whatever queued while
+            # another process (or thread) was writing joins this batch instead of waiting
+            # for the next turn. The turn is given back as soon as the batch is committed.
+            self._release_turn = self.store.write_turn()
+            try:
+                if not stopping:
+                    stopping = self._drain(batch)
+                self._write(batch)
+            finally:
+                self._give_back_turn()
             if stopping:
                 return
 
@@ -231,12 +246,18 @@ class GroupCommitter(Generic[Op]):
             except Exception as exc:  # the batch could not be written at all
                 self._abandon()
                 return self._failed(requests, exc)
+            self._give_back_turn()
             if self.on_commit is not None:
                 self.on_commit()
             self.batches += 1
             self.requests += len(requests)
             return outcomes
         raise AssertionError("unreachable")
+
+    def _give_back_turn(self) -> None:
+        release, self._release_turn = self._release_turn, None
+        if release is not None:
+            release()
 
     def _abandon(self) -> None:
         if self.on_abandon is not None:

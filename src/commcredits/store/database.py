@@ -2,8 +2,11 @@
 
 SQLite runs in WAL mode with ``synchronous=FULL``: an acknowledged commit survives power loss.
 Write transactions start with ``BEGIN IMMEDIATE`` so two writers never deadlock on a lock
-upgrade; they queue on the busy timeout instead. Read-only units of work use a plain ``BEGIN``
-and never block writers.
+upgrade. Before that, a write unit of work on a database file takes the file's
+:class:`WriteLock`, so writers (threads of one process, and other processes such as the
+workers of ``serve --workers``) queue in the kernel and the next one starts the moment the
+previous one commits, instead of SQLite's busy handler putting it to sleep for growing
+intervals. Read-only units of work use a plain ``BEGIN``, take no lock and never block writers.
 
 On PostgreSQL the default READ COMMITTED isolation is used with explicit row locks
 (:meth:`UnitOfWork.lock_org`), which is what serializes money movements per organization.
@@ -11,8 +14,11 @@ On PostgreSQL the default READ COMMITTED isolation is used with explicit row loc
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
+import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -107,17 +113,126 @@ def retrying(attempts: int = 5) -> Callable[[Callable[P, T]], Callable[P, T]]:
     return decorate
 
 
+class WriteLock:
+    """Writers of one SQLite file take turns: an in-process lock, then ``flock`` on a file
+    beside the database (``<database>-writelock``), held from before the write transaction
+    begins until it commits or rolls back.
+
+    It only decides who goes next, never whether data is safe: SQLite's own locking still
+    guards every transaction, so a writer that does not take this lock (another program, a
+    statement run after a commit on the same connection) is merely slower, never wrong. What
+    it changes is the wait: a writer blocked in ``flock`` is woken by the kernel when the holder
+    releases it, where SQLite's busy handler sleeps 1, 2, 5, ... 100 ms between attempts, so
+    two processes committing in turn lose most of their time asleep.
+
+    ``flock`` belongs to the open file, and the kernel drops it when its process dies, so a
+    crashed writer never leaves it held. A thread that already holds the turn (a write unit of
+    work opened inside another) just counts it; its inner transaction meets SQLite's
+    busy timeout exactly as it would without the lock. Waiting for the in-process lock is
+    bounded by the same timeout, after which the writer goes on without it.
+    """
+
+    def __init__(self, path: Path, *, timeout: float = SQLITE_BUSY_TIMEOUT_MS / 1000):
+        self.path = path
+        self.timeout = timeout
+        self._pid = -1
+        self._reset()
+
+    def _reset(self) -> None:
+        # A forked child gets a lock and a file of its own: an inherited open file would share
+        # its flock with the parent, and an inherited lock may be held by a thread that is gone.
+        self._threads = threading.Lock()
+        self._owner: int | None = None
+        self._depth = 0
+        self._fd: int | None = None
+        self._pid = os.getpid()
+
+    def _file(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return self._fd
+
+    def acquire(self) -> bool:
+        """Wait for the turn to write. False when the wait in this process timed out: the
+        caller goes on without the turn and must not release it."""
+        if self._pid != os.getpid():
+            self._reset()
+        me = threading.get_ident()
+        if self._owner == me:
+            self._depth += 1
+            return True
+        if not self._threads.acquire(timeout=self.timeout):
+            log.warning(
+                "no write turn on %s after %.0f s: going on without", self.path, self.timeout
+            )
+            return False
+        try:
+            fcntl.flock(self._file(), fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+        self._owner = me
+        self._depth = 1
+        return True
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth > 0:
+            return
+        self._owner = None
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def close(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = None
+
+
+class _Turn:
+    """A taken write turn, given back once however many times it is released."""
+
+    __slots__ = ("_release",)
+
+    def __init__(self, release: Callable[[], None] | None):
+        self._release = release
+
+    def release(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for another database or an in-memory one."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
 class UnitOfWork:
     """One database transaction. Nothing is kept unless :meth:`commit` is called."""
 
-    def __init__(self, connection: Connection, dialect: str):
+    def __init__(
+        self, connection: Connection, dialect: str, after_commit: Callable[[], None] | None = None
+    ):
         self.conn = connection
         self.dialect = dialect
         self._committed = False
+        self._after_commit = after_commit
 
     def commit(self) -> None:
         self.conn.commit()
         self._committed = True
+        if self._after_commit is not None:
+            self._after_commit()  # the next writer may start while this one tidies up
 
     def rollback(self) -> None:
         self.conn.rollback()
@@ -205,23 +320,39 @@ class Store:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.dialect = engine.dialect.name
+        path = sqlite_file(engine.url.render_as_string(hide_password=False))
+        self.write_lock = WriteLock(path.with_name(path.name + "-writelock")) if path else None
 
     @classmethod
     def from_url(cls, url: str) -> Store:
         return cls(create_store_engine(url))
 
+    def write_turn(self) -> Callable[[], None]:
+        """Wait for this thread's turn to write (see :class:`WriteLock`) and return what gives
+        it back (idempotent). Write units of work the thread opens meanwhile run within it."""
+        lock = self.write_lock
+        return _Turn(lock.release if lock is not None and lock.acquire() else None).release
+
     @contextmanager
     def unit_of_work(self, *, read_only: bool = False) -> Iterator[UnitOfWork]:
-        with self.engine.connect() as connection:
-            if read_only:
-                connection = connection.execution_options(read_only=True)
-            connection.begin()
-            uow = UnitOfWork(connection, self.dialect)
-            try:
-                yield uow
-            finally:
-                if connection.in_transaction():
-                    connection.rollback()
+        lock = None if read_only else self.write_lock
+        # The turn is taken before a pooled connection, so writers waiting for it hold none.
+        turn = _Turn(lock.release if lock is not None and lock.acquire() else None)
+        try:
+            with self.engine.connect() as connection:
+                if read_only:
+                    connection = connection.execution_options(read_only=True)
+                connection.begin()
+                uow = UnitOfWork(connection, self.dialect, turn.release)
+                try:
+                    yield uow
+                finally:
+                    if connection.in_transaction():
+                        connection.rollback()
+        finally:
+            turn.release()
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.write_lock is not None:
+            self.write_lock.close()

@@ -1,4 +1,10 @@
-"""HTTP: call control, finished-call batches, messages and pools (API.md, "Usage")."""
+"""HTTP: call control, finished-call batches, messages and pools (API.md, "Usage").
+
+Live call control (authorize, usage, end) awaits the call writer's future on the event loop:
+no thread waits for the group commit. The same coroutines serve the Litestar routes and the
+call-control fast path (:mod:`commcredits.api.call_control`, table :data:`CALL_CONTROL`), so
+both answer exactly alike.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from litestar import Request, Router, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from msgspec import Meta, Struct, field
 
+from commcredits.api.call_control import FastRoute
 from commcredits.api.schemas import Request as Body
 from commcredits.api.schemas import UtcTime
 from commcredits.api.support import blocking, container_of
@@ -25,14 +32,14 @@ AnyRequest = Request[Any, Any, Any]
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_CALL_CONTROL = ThreadPoolExecutor(max_workers=96, thread_name_prefix="commcredits-call-control")
-"""Threads of live call control (authorize, usage, end), which wait for the group commit that
-makes their request durable. A pool of their own: a long export in the shared pool never holds
-up a call, and a plain executor hop costs less than a general-purpose one on this hot path."""
+_CALL_CONTROL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="commcredits-call-control")
+"""Threads for the database reads of the telephony edge before a call reaches the writer
+(which organization owns a number or a call). A pool of their own: a long export in the
+shared pool never holds up a call."""
 
 
 async def _off_loop(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run a call-control use case off the event loop, in the call-control threads."""
+    """Run a blocking step of call control off the event loop, in the call-control threads."""
     return await asyncio.get_running_loop().run_in_executor(
         _CALL_CONTROL, partial(fn, *args, **kwargs)
     )
@@ -136,42 +143,68 @@ def _decision(record: CallRecord) -> DecisionOut:
     return DecisionOut(**_decision_fields(record))
 
 
-@post("/calls", opt={"area": "usage"}, status_code=201, summary="Authorize a new call")
-async def authorize(
-    request: AnyRequest, org: FromPath[str], data: JSONBody[NewCall]
-) -> DecisionOut:
-    record = await _off_loop(
-        container_of(request).calls.authorize,
-        org,
-        CallRequest(
-            call_id=data.call_id,
-            call_type=data.call_type,
-            user=data.user,
-            from_number=data.from_,
-            to_number=data.to,
-            conference_id=data.conference_id,
-            start_time=data.start_time,
-        ),
+def _call_request(data: NewCall) -> CallRequest:
+    return CallRequest(
+        call_id=data.call_id,
+        call_type=data.call_type,
+        user=data.user,
+        from_number=data.from_,
+        to_number=data.to,
+        conference_id=data.conference_id,
+        start_time=data.start_time,
     )
-    return _decision(record)
 
 
-@post("/calls/{call_id:str}/usage", opt={"area": "usage"}, status_code=200, summary="Next slice")
-async def usage(
-    request: AnyRequest, org: FromPath[str], call_id: FromPath[str], data: JSONBody[Usage]
-) -> GrantOut:
-    granted = await _off_loop(container_of(request).calls.usage, org, call_id, data.used_seconds)
+async def _authorize(calls: Calls, org: str, data: NewCall) -> DecisionOut:
+    return _decision(await asyncio.wrap_future(calls.authorize_async(org, _call_request(data))))
+
+
+async def _usage(calls: Calls, org: str, call_id: str, data: Usage) -> GrantOut:
+    granted = await asyncio.wrap_future(calls.usage_async(org, call_id, data.used_seconds))
     return GrantOut(granted_seconds=granted)
 
 
-@post("/calls/{call_id:str}/end", opt={"area": "usage"}, status_code=200, summary="End a call")
+async def _end(calls: Calls, org: str, call_id: str, data: EndCall) -> CallOut:
+    record = await asyncio.wrap_future(
+        calls.end_async(org, call_id, data.duration_seconds, data.end_time)
+    )
+    return _call_out(record)
+
+
+@post(
+    "/calls",
+    opt={"area": "usage", "call_control": "authorize"},
+    status_code=201,
+    summary="Authorize a new call",
+)
+async def authorize(
+    request: AnyRequest, org: FromPath[str], data: JSONBody[NewCall]
+) -> DecisionOut:
+    return await _authorize(container_of(request).calls, org, data)
+
+
+@post(
+    "/calls/{call_id:str}/usage",
+    opt={"area": "usage", "call_control": "usage"},
+    status_code=200,
+    summary="Next slice",
+)
+async def usage(
+    request: AnyRequest, org: FromPath[str], call_id: FromPath[str], data: JSONBody[Usage]
+) -> GrantOut:
+    return await _usage(container_of(request).calls, org, call_id, data)
+
+
+@post(
+    "/calls/{call_id:str}/end",
+    opt={"area": "usage", "call_control": "end"},
+    status_code=200,
+    summary="End a call",
+)
 async def end(
     request: AnyRequest, org: FromPath[str], call_id: FromPath[str], data: JSONBody[EndCall]
 ) -> CallOut:
-    record = await _off_loop(
-        container_of(request).calls.end, org, call_id, data.duration_seconds, data.end_time
-    )
-    return _call_out(record)
+    return await _end(container_of(request).calls, org, call_id, data)
 
 
 @get("/calls/{call_id:str}", opt={"area": "usage"}, summary="One call record")
@@ -337,34 +370,9 @@ class EdgeEnd(EndCall):
     org: Annotated[str, Meta(max_length=40)] | None = None
 
 
-@post(
-    "/calls",
-    opt={"area": "platform_calls"},
-    status_code=201,
-    summary="Authorize a call for whichever organization owns its number (telephony edge)",
-)
-async def edge_authorize(request: AnyRequest, data: JSONBody[EdgeCall]) -> EdgeDecisionOut:
-    calls = container_of(request).calls
-    call = CallRequest(
-        call_id=data.call_id,
-        call_type=data.call_type,
-        user=data.user,
-        from_number=data.from_,
-        to_number=data.to,
-        conference_id=data.conference_id,
-        start_time=data.start_time,
-    )
-
-    def route_and_authorize() -> tuple[str, CallRecord] | None:
-        # One trip to a worker thread for both steps.
-        routed = calls.route(call)
-        if routed is None:
-            return None
-        org_id, owned_call = routed
-        return org_id, calls.authorize(org_id, owned_call)
-
-    found = await _off_loop(route_and_authorize)
-    if found is None:
+async def _edge_authorize(calls: Calls, data: EdgeCall) -> EdgeDecisionOut:
+    routed = await _off_loop(calls.route, _call_request(data))
+    if routed is None:
         return EdgeDecisionOut(
             call_id=data.call_id,
             decision="deny",
@@ -374,51 +382,81 @@ async def edge_authorize(request: AnyRequest, data: JSONBody[EdgeCall]) -> EdgeD
             capability=None,
             org=None,
         )
-    org_id, record = found
+    org_id, owned_call = routed
+    record = await asyncio.wrap_future(calls.authorize_async(org_id, owned_call))
     return EdgeDecisionOut(**_decision_fields(record), org=org_id)
 
 
-def _edge_org(calls: Calls, call_id: str, org: str | None) -> str:
+async def _edge_org(calls: Calls, call_id: str, org: str | None) -> str:
     """The organization of a call the edge authorized: given, or found from the call id."""
     if org:
         return org
-    found = calls.org_of_call(call_id)
+    found = await _off_loop(calls.org_of_call, call_id)
     if found is None:
         raise NotFound(f"no call {call_id!r}", code="call_not_found")
     return found
 
 
+async def _edge_usage(calls: Calls, call_id: str, data: EdgeUsage) -> GrantOut:
+    return await _usage(calls, await _edge_org(calls, call_id, data.org), call_id, data)
+
+
+async def _edge_end(calls: Calls, call_id: str, data: EdgeEnd) -> CallOut:
+    return await _end(calls, await _edge_org(calls, call_id, data.org), call_id, data)
+
+
+@post(
+    "/calls",
+    opt={"area": "platform_calls", "call_control": "edge_authorize"},
+    status_code=201,
+    summary="Authorize a call for whichever organization owns its number (telephony edge)",
+)
+async def edge_authorize(request: AnyRequest, data: JSONBody[EdgeCall]) -> EdgeDecisionOut:
+    return await _edge_authorize(container_of(request).calls, data)
+
+
 @post(
     "/calls/{call_id:str}/usage",
-    opt={"area": "platform_calls"},
+    opt={"area": "platform_calls", "call_control": "edge_usage"},
     status_code=200,
     summary="Next slice (edge)",
 )
 async def edge_usage(
     request: AnyRequest, call_id: FromPath[str], data: JSONBody[EdgeUsage]
 ) -> GrantOut:
-    calls = container_of(request).calls
-
-    def next_slice() -> int:
-        return calls.usage(_edge_org(calls, call_id, data.org), call_id, data.used_seconds)
-
-    return GrantOut(granted_seconds=await _off_loop(next_slice))
+    return await _edge_usage(container_of(request).calls, call_id, data)
 
 
 @post(
     "/calls/{call_id:str}/end",
-    opt={"area": "platform_calls"},
+    opt={"area": "platform_calls", "call_control": "edge_end"},
     status_code=200,
     summary="End a call (edge)",
 )
 async def edge_end(request: AnyRequest, call_id: FromPath[str], data: JSONBody[EdgeEnd]) -> CallOut:
-    calls = container_of(request).calls
+    return await _edge_end(container_of(request).calls, call_id, data)
 
-    def end_call() -> CallRecord:
-        org = _edge_org(calls, call_id, data.org)
-        return calls.end(org, call_id, data.duration_seconds, data.end_time)
 
-    return _call_out(await _off_loop(end_call))
+CALL_CONTROL: dict[str, FastRoute] = {
+    "authorize": FastRoute(
+        NewCall, 201, lambda calls, path, data: _authorize(calls, path["org"], data)
+    ),
+    "usage": FastRoute(
+        Usage, 200, lambda calls, path, data: _usage(calls, path["org"], path["call_id"], data)
+    ),
+    "end": FastRoute(
+        EndCall, 200, lambda calls, path, data: _end(calls, path["org"], path["call_id"], data)
+    ),
+    "edge_authorize": FastRoute(EdgeCall, 201, lambda calls, _, data: _edge_authorize(calls, data)),
+    "edge_usage": FastRoute(
+        EdgeUsage, 200, lambda calls, path, data: _edge_usage(calls, path["call_id"], data)
+    ),
+    "edge_end": FastRoute(
+        EdgeEnd, 200, lambda calls, path, data: _edge_end(calls, path["call_id"], data)
+    ),
+}
+"""The call-control routes the fast path serves, by their handlers' ``call_control`` option:
+the body each takes, its status, and the coroutine that answers it (the routes' own)."""
 
 
 @get("/_noop", include_in_schema=False, status_code=204, sync_to_thread=False)
