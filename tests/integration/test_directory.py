@@ -1028,3 +1028,25 @@ def test_two_organizations_adding_one_number_at_once_get_it_once_and_number_take
     assert _codes(results) == ["number_taken"]
     owners = [org_id for org_id in orgs if container.directory.numbers(org_id)[0]]
     assert len(owners) == 1
+
+
+def test_many_users_are_read_at_once_by_id_or_upn_within_their_organization_only(
+    container: Container,
+) -> None:
+    """Call control reads a batch's users in one go; each key finds what ``get`` finds."""
+    org, other = new_org(container), new_org(container, name="Fabrikam")
+    buy_seats(container, org.id, {"MCOEV": 2})
+    pat = new_user(container, org.id, "pat@contoso.com")
+    sam = new_user(container, org.id, "sam@contoso.com")
+    change(container, org.id, "sam@contoso.com", ["MCOEV"])
+    stranger = new_user(container, other.id, "kim@fabrikam.com")
+
+    with container.store.unit_of_work(read_only=True) as uow:
+        repo = UserRepository(uow.conn)
+        keys = [pat.id, " SAM@Contoso.com", "nobody@contoso.com", stranger.id, "kim@fabrikam.com"]
+        found = repo.get_many(org.id, keys)
+        one_by_one = {key: repo.get(org.id, key) for key in keys}
+
+    assert set(found) == {pat.id, " SAM@Contoso.com"}
+    assert found == {key: user for key, user in one_by_one.items() if user is not None}
+    assert found[" SAM@Contoso.com"].licenses == frozenset({"MCOEV"})

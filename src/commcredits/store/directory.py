@@ -162,6 +162,37 @@ class UserRepository:
         skus = self.conn.execute(_USER_SKUS, {"k_org": org_id, "k_user": row.id}).scalars()
         return _user(row, skus)
 
+    def get_many(self, org_id: str, ids_or_upns: Iterable[str]) -> dict[str, User]:
+        """:meth:`get` for many keys in two queries: each key found, by id or by UPN."""
+        keys = list(dict.fromkeys(ids_or_upns))
+        if not keys:
+            return {}
+        lowered = {key: key.strip().lower() for key in keys}
+        rows = self.conn.execute(
+            select(users).where(
+                users.c.org_id == org_id,
+                or_(users.c.id.in_(keys), users.c.upn.in_(set(lowered.values()))),
+            )
+        ).all()
+        if not rows:
+            return {}
+        skus: dict[str, list[str]] = defaultdict(list)
+        for user_id, sku in self.conn.execute(
+            select(user_licenses.c.user_id, user_licenses.c.sku).where(
+                user_licenses.c.org_id == org_id,
+                user_licenses.c.user_id.in_([row.id for row in rows]),
+            )
+        ):
+            skus[user_id].append(sku)
+        by_id = {row.id: row for row in rows}
+        by_upn = {row.upn: row for row in rows}
+        found: dict[str, User] = {}
+        for key in keys:
+            row = by_id.get(key) or by_upn.get(lowered[key])
+            if row is not None:
+                found[key] = _user(row, skus[row.id])
+        return found
+
     def page(
         self,
         org_id: str,
