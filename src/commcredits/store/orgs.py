@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from commcredits.domain.organizations import (
     Admin,
@@ -35,6 +35,11 @@ def _org(row: Row[Any]) -> Organization:
     )
 
 
+# Built once: every money movement and every key check reads one of these.
+_GET_ORG = select(organizations).where(organizations.c.id == bindparam("k_id"))
+_GET_KEY = select(api_keys).where(api_keys.c.id == bindparam("k_id"))
+
+
 class OrganizationRepository:
     def __init__(self, conn: Connection):
         self.conn = conn
@@ -56,7 +61,7 @@ class OrganizationRepository:
         )
 
     def get(self, org_id: str) -> Organization | None:
-        row = self.conn.execute(select(organizations).where(organizations.c.id == org_id)).first()
+        row = self.conn.execute(_GET_ORG, {"k_id": org_id}).first()
         return _org(row) if row else None
 
     def page(self, *, limit: int = 100, after: str | None = None) -> list[Organization]:
@@ -154,7 +159,7 @@ class KeyRepository:
         )
 
     def get_with_hash(self, key_id: str) -> tuple[ApiKey, str] | None:
-        row = self.conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
+        row = self.conn.execute(_GET_KEY, {"k_id": key_id}).first()
         return (_key(row), row.secret_hash) if row else None
 
     def for_org(self, org_id: str | None) -> list[ApiKey]:
