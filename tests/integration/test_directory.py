@@ -1049,4 +1049,5 @@ def test_many_users_are_read_at_once_by_id_or_upn_within_their_organization_only
 
     assert set(found) == {pat.id, " SAM@Contoso.com"}
     assert found == {key: user for key, user in one_by_one.items() if user is not None}
+    assert found[" SAM@Contoso.com"].id == sam.id
     assert found[" SAM@Contoso.com"].licenses == frozenset({"MCOEV"})
