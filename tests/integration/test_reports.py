@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import zipfile
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -713,3 +714,60 @@ def test_the_operator_switches_masking_per_organization_and_back_to_the_country_
     # A request may still override the setting.
     shown = reports.request("pstn", german.id, days=7, masking=False)
     assert _csv(reports, shown)[1][13] == "+33142685300"
+
+
+def test_every_country_is_named_in_the_csv_as_a_page_names_it(container: Container) -> None:
+    """The CSV export names the other party's country in SQL (R-50 Destination Dialed): the
+    same English name as a page shows for every code, the code itself for an unknown one."""
+    from commcredits.services.reports import _known_countries
+
+    org = container.orgs.create(NewOrganization("Atlas", "US", "USD", "prepaid"))
+    start = datetime(2026, 1, 14, 8, tzinfo=UTC)
+    codes = [code for code, _ in _known_countries()] + ["ZZ", "de", "A", ""]
+    rows = [
+        _raw_call(org.id, f"c{n:03d}", start + timedelta(seconds=n), "USD", {"external_country": c})
+        for n, c in enumerate(codes)
+    ]
+    with container.store.engine.begin() as conn:
+        conn.execute(insert(calls_table), rows)
+    reports = _reports(container)
+    request = reports.request("pstn", org.id, days=7)
+    exported = _csv(reports, request)[1:]
+    assert [row[12] for row in exported] == [row[12] for row in reports.rows(request)]
+    assert exported[codes.index("DE")][12] == "Germany"
+    assert exported[codes.index("ZZ")][12] == "ZZ"
+    assert len(exported) == len(codes) > 240
+
+
+def test_the_xlsx_export_holds_the_rows_a_page_shows_typed_whatever_the_data(
+    container: Container,
+) -> None:
+    """Awkward text (quotes, line breaks, separators, non-ASCII) reads back from the .xlsx as
+    the page shows it; money and durations are numbers, times dates (R-52)."""
+    org = container.orgs.create(NewOrganization("Awkward", "DE", "EUR", "prepaid"))
+    start = datetime(2026, 1, 14, 8, tzinfo=UTC)
+    rows = [
+        _raw_call(org.id, f"c{n:02d}", start + timedelta(minutes=n), "EUR", values)
+        for n, values in enumerate(AWKWARD_CALLS)
+    ]
+    with container.store.engine.begin() as conn:
+        conn.execute(insert(calls_table), rows)
+    reports = _reports(container)
+    request = reports.request("pstn", org.id, days=7)
+    book = openpyxl.load_workbook(io.BytesIO(b"".join(reports.export(request, "xlsx").chunks)))
+    read = list(book.worksheets[0].iter_rows(min_row=2, values_only=True))
+    shown = list(reports.rows(request))
+    assert len(read) == len(shown) == len(AWKWARD_CALLS)
+    for got, page in zip(read, shown, strict=True):
+        for kind, cell, value in zip(PSTN.kinds, got, page, strict=True):
+            if value is None or value == "":
+                assert cell is None
+            elif kind == "time":
+                assert cell == datetime.fromisoformat(value.replace("Z", "")), value
+            elif kind == "money":
+                assert cell == float(value)
+            elif kind == "int":
+                assert cell == value
+            else:
+                # Excel's own escape for what XML cannot hold (CR and control characters).
+                assert re.sub(r"_x([0-9A-F]{4})_", lambda m: chr(int(m[1], 16)), cell) == value

@@ -24,15 +24,13 @@ import csv
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cache
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -60,6 +58,7 @@ from commcredits.domain.errors import InvalidRequest, RuleViolation
 from commcredits.domain.money import minor_units
 from commcredits.services.calls import Calls
 from commcredits.services.orgs import get_org, mask_numbers_setting
+from commcredits.services.xlsx_stream import CellKind, XlsxColumn, excel_serial, workbook_chunks
 from commcredits.store.database import Store
 from commcredits.store.tables import calls, sms_messages
 
@@ -668,22 +667,30 @@ def _sms_rows(request: ReportRequest, raw: Iterable[Sequence[Any]]) -> list[Row]
 # -- the CSV export's fast path ------------------------------------------------------------
 #
 # Most of a million-row export's time went into turning 19 columns per row into Python
-# objects and back into text. The PSTN export asks the database for each row's CSV text
-# instead: text fields as stored, times and money formatted by SQL (money by integer
-# arithmetic on the micro-units, digit for digit what money_text gives), the other party's
-# number masked. Python adds what the database cannot compute, the UsageId (a hash) and the
-# country name, and checks a whole batch at once: fields are joined by the ASCII unit
-# separator and rows end with the record separator, so a few scans of the batch tell whether
-# any field needs RFC 4180 quoting. A clean batch becomes CSV by two replaces; a batch with a
-# comma, quote or line break in a field is written row by row by csv.writer, as before. A row
-# the SQL cannot format exactly (money in another currency, a number to mask whose last
-# digits are not at its end) comes back NULL and is shaped in Python like a page row. The
-# bytes are the same either way.
+# objects and back into text. The PSTN export asks the database for each row's CSV line
+# instead, all but its UsageId: text fields as stored, times and money formatted by SQL
+# (money by integer arithmetic on the micro-units, digit for digit what money_text gives),
+# the other party's number masked, the country named. On SQLite one printf() writes the line
+# (a concatenation per field costs more than the rest of the row's work), read straight from
+# the driver's cursor. Python adds what the database cannot compute, the UsageId (a hash),
+# and checks a whole batch at once: fields are joined by the ASCII unit separator, so a few
+# scans of the batch's bytes tell whether any field needs RFC 4180 quoting. A clean batch
+# becomes CSV by one replace; a batch with a comma, quote or line break in a field is written
+# row by row by csv.writer, as before. A field the SQL cannot format exactly (money in another
+# currency, a number to mask whose last digits are not at its end) comes back as the group
+# separator, and its row is shaped in Python like a page row. The bytes are the same either
+# way (but for a NUL character inside a text value: SQLite's printf ends a value there, and
+# PostgreSQL cannot store one at all).
 
 _FIELD: Final = "\x1f"
-_RECORD: Final = "\x1e"
-_CSV_SPECIAL: Final = (",", '"', "\r", "\n")
-"""What makes csv.writer (QUOTE_MINIMAL, CRLF line ends) quote a field."""
+_SHAPE: Final = "\x1d"
+"""Written by the query where it cannot format a field exactly: the row is shaped in Python
+(a field that holds this character itself is too, which gives the same bytes)."""
+_CSV_SPECIAL: Final = (b",", b'"', _SHAPE.encode())
+"""What makes csv.writer (QUOTE_MINIMAL, CRLF line ends) quote a field, but CR and LF (which
+end each line, so they are counted: :data:`_LINE_MARKS`), and the mark of a row to shape."""
+_LINE_MARKS: Final = b"\x1f\r\n"
+_FIELD_BYTE: Final = _FIELD.encode()
 
 
 class _Matches(FunctionElement[bool]):
@@ -734,11 +741,94 @@ def _utc_text_postgresql(element: _UtcText, compiler: SQLCompiler, **kw: Any) ->
     )
 
 
-def _joined(parts: Sequence[Any], separator: str) -> ColumnElement[str]:
-    line: ColumnElement[str] = literal(separator, String)
-    for n, part in enumerate(parts):
-        line = line.concat(part if n == 0 else literal(separator, String).concat(part))
-    return line
+class _Line(FunctionElement[str]):
+    """A row's CSV line but for the UsageId: each value as text after the unit separator
+    (NULL as empty), then CRLF. One ``printf`` on SQLite (a concatenation per field costs more
+    than the rest of the row's work), ``concat`` elsewhere. On SQLite a time is cut to its
+    ISO 8601 form by the format itself, from the stored text ("2026-01-15 08:00:00.000000"):
+    the date, "T", the time to the second, "Z" (see :class:`_UtcText`)."""
+
+    type = String()
+    name = "csv_line"
+    inherit_cache = True
+
+
+@compiles(_Line, "sqlite")
+def _line_sqlite(element: _Line, compiler: SQLCompiler, **kw: Any) -> str:
+    formats: list[str] = []
+    args: list[str] = []
+    for part in element.clauses:
+        if not isinstance(part, _UtcText):
+            formats.append("%s")
+            args.append(compiler.process(part, **kw))
+            continue
+        inner = next(iter(part.clauses))
+        value = compiler.process(inner, **kw)
+        if getattr(inner, "nullable", True) is False:
+            formats.append("%.10sT%.8sZ")
+            args += [value, f"substr({value}, 12)"]
+        else:
+            # NULL prints as nothing; so must the "T" and the "Z" then.
+            formats.append("%.10s%s%.8s%s")
+            args += [
+                value,
+                f"CASE WHEN {value} IS NULL THEN '' ELSE 'T' END",
+                f"substr({value}, 12)",
+                f"CASE WHEN {value} IS NULL THEN '' ELSE 'Z' END",
+            ]
+    pattern = _FIELD + _FIELD.join(formats) + "\r\n"
+    return f"printf('{pattern}', {', '.join(args)})"
+
+
+@compiles(_Line)
+def _line_default(element: _Line, compiler: SQLCompiler, **kw: Any) -> str:
+    args = [compiler.process(part, **kw) for part in element.clauses]
+    separated = ", ".join(f"'{_FIELD}', {arg}" for arg in args)
+    return f"concat({separated}, '\r\n')"
+
+
+class _CountryName(FunctionElement[str]):
+    """:func:`country_name` in SQL: a search tree of CASE expressions over the known codes
+    (a few comparisons a row); an unknown code is shown as it is, NULL as empty."""
+
+    type = String()
+    name = "country_name"
+    inherit_cache = True
+
+
+@cache
+def _known_countries() -> tuple[tuple[str, str], ...]:
+    letters = [chr(n) for n in range(ord("A"), ord("Z") + 1)]
+    codes = (a + b for a in letters for b in letters)
+    return tuple((code, name) for code in codes if (name := country_name(code)) != code)
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _country_case(code: str, countries: Sequence[tuple[str, str]], collate: str) -> str:
+    if len(countries) <= 4:
+        found = " ".join(f"WHEN {_sql_text(c)} THEN {_sql_text(n)}" for c, n in countries)
+        return f"CASE {code} {found} ELSE {code} END"
+    middle = len(countries) // 2
+    below = _country_case(code, countries[:middle], collate)
+    above = _country_case(code, countries[middle:], collate)
+    pivot = _sql_text(countries[middle][0])
+    return f"CASE WHEN {code}{collate} < {pivot} THEN {below} ELSE {above} END"
+
+
+@compiles(_CountryName, "sqlite")
+def _country_name_sqlite(element: _CountryName, compiler: SQLCompiler, **kw: Any) -> str:
+    code = compiler.process(next(iter(element.clauses)), **kw)
+    return _country_case(code, _known_countries(), "")
+
+
+@compiles(_CountryName)
+def _country_name_default(element: _CountryName, compiler: SQLCompiler, **kw: Any) -> str:
+    # Byte order, as the tree was built: a collation could order the codes otherwise.
+    code = compiler.process(next(iter(element.clauses)), **kw)
+    return _country_case(code, _known_countries(), ' COLLATE "C"')
 
 
 def _money_sql(micros: Any, currency: str) -> ColumnElement[str] | None:
@@ -771,7 +861,7 @@ def _money_sql(micros: Any, currency: str) -> ColumnElement[str] | None:
 def _masked_sql(number: Any, digits: int) -> ColumnElement[str]:
     """:func:`_mask` where the database can do it exactly: the last ``digits`` characters
     are ASCII digits, or the number is printable ASCII without any digit (shown as it is).
-    Anything else is NULL, and the row is shaped in Python."""
+    Anything else is the mark of a row to shape in Python."""
     length = func.length(number)
     last_are_digits = _matches(
         func.substr(number, length - (digits - 1)), "[0-9]" * digits, f"^[0-9]{{{digits}}}$"
@@ -783,13 +873,13 @@ def _masked_sql(number: Any, digits: int) -> ColumnElement[str]:
             func.substr(number, 1, length - digits).concat("*" * digits),
         ),
         (no_digits, number),
-        else_=None,
+        else_=literal(_SHAPE, String),
     )
 
 
 def _pstn_csv_fields(request: ReportRequest) -> tuple[Any, ...] | None:
-    """The columns of the fast path: call id, the row's text up to Destination Dialed, the
-    external country, the rest of the row; ``None`` when it cannot serve this request."""
+    """The columns of the fast path: the call id and the row's CSV line after its UsageId
+    (see :class:`_Line`); ``None`` when it cannot serve this request."""
     if request.currency is None:
         return None
     fee, charge = (
@@ -799,10 +889,6 @@ def _pstn_csv_fields(request: ReportRequest) -> tuple[Any, ...] | None:
     if fee is None or charge is None:
         return None
     c = calls.c
-
-    def text(column: Any) -> Any:
-        return func.coalesce(column, "")
-
     inbound = _matches(c.call_type, "*_in", "_in$")
     caller: Any = c.from_number
     destination: Any = c.to_number
@@ -810,54 +896,56 @@ def _pstn_csv_fields(request: ReportRequest) -> tuple[Any, ...] | None:
     if digits:
         caller = case((inbound, _masked_sql(c.from_number, digits)), else_=c.from_number)
         destination = case((inbound, c.to_number), else_=_masked_sql(c.to_number, digits))
-    head = _joined(
-        [
-            c.call_id,
-            text(c.conference_id),
-            text(c.user_location),
-            text(c.user_id),
-            text(c.upn),
-            text(c.display_name),
-            caller,
-            c.call_type,
-            case((inbound, "Inbound"), else_="Outbound"),
-            text(c.number_type),
-            case(
-                (c.domestic.is_(True), "Domestic"),
-                (c.domestic.is_(False), "International"),
-                else_="",
-            ),
-        ],
-        _FIELD,
-    ).concat(_FIELD)
-    tail = _joined(
-        [
-            destination,
-            text(c.external_country),
-            _UtcText(c.start_time),
-            text(_UtcText(c.end_time)),
-            text(cast(c.duration_seconds, String)),
-            fee,
-            charge,
-            c.currency,
-            text(c.capability),
-        ],
-        _FIELD,
-    ).concat(_RECORD)
-    # Another currency than the organization's: shaped in Python.
-    head = case((c.currency == request.currency, head), else_=None)
-    return (
+    line: Any = _Line(
         c.call_id,
-        head.label("head"),
+        c.conference_id,
+        c.user_location,
+        c.user_id,
+        c.upn,
+        c.display_name,
+        caller,
+        c.call_type,
+        case((inbound, "Inbound"), else_="Outbound"),
+        c.number_type,
+        case(
+            (c.domestic.is_(True), "Domestic"),
+            (c.domestic.is_(False), "International"),
+            else_="",
+        ),
+        _CountryName(c.external_country),
+        destination,
         c.external_country,
-        tail.label("tail"),
+        _UtcText(c.start_time),
+        _UtcText(c.end_time),
+        c.duration_seconds,
+        fee,
+        charge,
+        c.currency,
+        c.capability,
     )
+    # Another currency than the organization's: shaped in Python.
+    line = case((c.currency == request.currency, line), else_=literal(_SHAPE, String))
+    return c.call_id, line.label("line")
 
 
-class _CountryNames(dict[str | None, str]):
-    def __missing__(self, code: str | None) -> str:
-        self[code] = name = country_name(code) if code else ""
-        return name
+def _driver_batches(
+    conn: Connection, query: Select[Any], size: int
+) -> Iterator[Sequence[Sequence[Any]]]:
+    """The query's rows as the driver returns them, ``size`` at a time. On SQLite straight
+    from the driver's cursor (it steps the statement as rows are fetched, so memory stays
+    flat), skipping the result rows SQLAlchemy would build around each one: the fast path
+    only selects text and integers, which need no conversion. Elsewhere ``yield_per`` (a
+    server-side cursor on PostgreSQL)."""
+    if conn.dialect.name == "sqlite" and not conn.get_execution_options().get("stream_results"):
+        result = conn.execute(query)
+        try:
+            cursor = result.cursor
+            while rows := cursor.fetchmany(size):
+                yield rows
+        finally:
+            result.close()
+        return
+    yield from conn.execution_options(yield_per=size).execute(query).partitions()
 
 
 def _csv_rows(rows: Iterable[Sequence[Any]]) -> str:
@@ -1090,7 +1178,15 @@ class Reports:
     def _chunks(
         self, request: ReportRequest, fmt: str, progress: Callable[[int], None] | None
     ) -> Iterator[bytes]:
-        fields = _pstn_csv_fields(request) if request.kind is PSTN and fmt != "xlsx" else None
+        fields = _pstn_csv_fields(request) if request.kind is PSTN else None
+        if fields is not None and fmt == "xlsx":
+            lines = self._pstn_line_rows(request, fields)
+            line_batches = _counting(lines, progress) if progress else lines
+            try:
+                yield from xlsx_chunks(request.kind, line_batches, created=request.generated_at)
+            finally:
+                lines.close()
+            return
         if fields is not None:
             texts = self._pstn_csv_texts(request, fields)
             try:
@@ -1105,7 +1201,7 @@ class Reports:
             if fmt == "csv":
                 yield from csv_chunks(request.kind, counted)
             elif fmt == "xlsx":
-                yield from xlsx_chunks(request.kind, counted)
+                yield from xlsx_chunks(request.kind, counted, created=request.generated_at)
             else:
                 yield from zip_chunks(request, csv_chunks(request.kind, counted))
         finally:
@@ -1113,52 +1209,65 @@ class Reports:
 
     def _pstn_csv_texts(
         self, request: ReportRequest, fields: tuple[Any, ...]
-    ) -> Generator[tuple[int, str], None, None]:
-        """The PSTN report's CSV rows (no header), a batch at a time, with the batch's row
-        count: the fast path described above :func:`_pstn_csv_fields`."""
-        seed = hashlib.blake2b(f"{request.org_id}\x00".encode(), digest_size=16)
-        names = _CountryNames()
-        separators = len(PSTN.columns) - 1
+    ) -> Generator[tuple[int, bytes], None, None]:
+        """The PSTN report's CSV rows (no header) as UTF-8, a batch at a time, with the
+        batch's row count: the fast path described above :func:`_pstn_csv_fields`."""
+        seed = hashlib.blake2b(f"{request.org_id}\x00".encode(), digest_size=16).copy
+        fields_after_id = len(PSTN.columns) - 1
+        # Each line has a unit separator before each field but the UsageId, then CR and LF.
+        marks = fields_after_id + 2
         with self.store.unit_of_work(read_only=True) as uow:
-            conn = uow.conn.execution_options(yield_per=self.fetch_rows)
-            result = conn.execute(_pstn_query(request, None, fields))
-            for partition in result.partitions():
+            query = _pstn_query(request, None, fields)
+            for batch in _driver_batches(uow.conn, query, self.fetch_rows):
                 lines: list[str] = []
-                ids: list[str] = []
-                add, add_id = lines.append, ids.append
-                shaped: dict[int, Row] = {}
-                for call_id, head, external, tail in partition:
-                    copy = seed.copy()
-                    copy.update(call_id.encode())
-                    d = copy.hexdigest()
-                    add_id(call_id)
-                    if head is None or tail is None:
-                        shaped[len(lines)] = self._shaped(uow.conn, request, call_id)
-                        add("")
-                        continue
-                    add(
-                        f"{d[:8]}-{d[8:12]}-{d[12:16]}-{d[16:20]}-{d[20:]}"
-                        f"{head}{names[external]}{tail}"
-                    )
-                text = "".join(lines)
+                add = lines.append
+                for call_id, line in batch:
+                    digest = seed()
+                    digest.update(call_id.encode())
+                    d = digest.hexdigest()
+                    add(f"{d[:8]}-{d[8:12]}-{d[12:16]}-{d[16:20]}-{d[20:]}{line}")
+                data = "".join(lines).encode()
                 count = len(lines)
+                # Clean: no field holds a comma, quote, CR, LF, separator or the mark of a
+                # row to shape (the separators, CRs and LFs are exactly the query's own).
                 if (
-                    not shaped
-                    and not any(special in text for special in _CSV_SPECIAL)
-                    and text.count(_RECORD) == count
-                    and text.count(_FIELD) == count * separators
+                    not any(special in data for special in _CSV_SPECIAL)
+                    and len(data) - len(data.translate(None, _LINE_MARKS)) == count * marks
                 ):
-                    yield count, text.replace(_FIELD, ",").replace(_RECORD, "\r\n")
+                    yield count, data.replace(_FIELD_BYTE, b",")
                     continue
                 rows: list[Sequence[Any]] = []
-                for n, line in enumerate(lines):
-                    row: Sequence[Any] | None = shaped.get(n)
-                    if row is None:
-                        row = line[:-1].split(_FIELD)
-                        if len(row) != separators + 1 or line[-1:] != _RECORD:
-                            row = self._shaped(uow.conn, request, ids[n])
+                for line, (call_id, _) in zip(lines, batch, strict=True):
+                    row: Sequence[Any] = line[:-2].split(_FIELD)
+                    if _SHAPE in line or len(row) != fields_after_id + 1 or line[-2:] != "\r\n":
+                        row = self._shaped(uow.conn, request, call_id)
                     rows.append(row)
-                yield count, _csv_rows(rows)
+                yield count, _csv_rows(rows).encode()
+
+    def _pstn_line_rows(
+        self, request: ReportRequest, fields: tuple[Any, ...]
+    ) -> Generator[list[Sequence[Any]], None, None]:
+        """The PSTN report's rows, a batch at a time, from the fast path's lines (see
+        :func:`_pstn_csv_fields`): each value as its CSV text, an empty one for none; what
+        the Excel export writes (it types cells by column, not by value)."""
+        seed = hashlib.blake2b(f"{request.org_id}\x00".encode(), digest_size=16).copy
+        fields_after_id = len(PSTN.columns) - 1
+        with self.store.unit_of_work(read_only=True) as uow:
+            query = _pstn_query(request, None, fields)
+            for batch in _driver_batches(uow.conn, query, self.fetch_rows):
+                rows: list[Sequence[Any]] = []
+                add = rows.append
+                for call_id, line in batch:
+                    row = line[1:-2].split(_FIELD)
+                    if _SHAPE in line or len(row) != fields_after_id or line[-2:] != "\r\n":
+                        add(self._shaped(uow.conn, request, call_id))
+                        continue
+                    digest = seed()
+                    digest.update(call_id.encode())
+                    d = digest.hexdigest()
+                    row.insert(0, f"{d[:8]}-{d[8:12]}-{d[12:16]}-{d[16:20]}-{d[20:]}")
+                    add(row)
+                yield rows
 
     def _shaped(self, conn: Connection, request: ReportRequest, call_id: str) -> Row:
         """One call's row shaped in Python, as a page shows it."""
@@ -1166,7 +1275,10 @@ class Reports:
         return _pstn_rows(request, raw)[0]
 
 
-def _counting(batches: Iterator[list[Row]], progress: Callable[[int], None]) -> Iterator[list[Row]]:
+_Batch = TypeVar("_Batch", bound=Sized)
+
+
+def _counting(batches: Iterator[_Batch], progress: Callable[[int], None]) -> Iterator[_Batch]:
     for batch in batches:
         yield batch
         progress(len(batch))
@@ -1192,103 +1304,51 @@ def csv_chunks(kind: ReportKind, batches: Iterable[Sequence[Row]]) -> Iterator[b
 
 def _csv_from_texts(
     kind: ReportKind,
-    texts: Iterable[tuple[int, str]],
+    texts: Iterable[tuple[int, bytes]],
     progress: Callable[[int], None] | None,
 ) -> Iterator[bytes]:
-    """The header row, then each batch of CSV text as it comes (see :func:`csv_chunks`)."""
+    """The header row, then each batch of CSV as it comes (see :func:`csv_chunks`)."""
     yield _csv_rows([kind.columns]).encode()
-    for count, text in texts:
-        yield text.encode()
+    for count, data in texts:
+        yield data
         if progress:
             progress(count)
 
 
-_EXCEL_EPOCH: Final = date(1899, 12, 30).toordinal()
-
-
 def _excel_time(value: str) -> float:
     """An ISO 8601 UTC string (``2026-01-15T08:00:00Z``) as an Excel serial date."""
-    seconds = int(value[11:13]) * 3600 + int(value[14:16]) * 60 + int(value[17:19])
-    return date.fromisoformat(value[:10]).toordinal() - _EXCEL_EPOCH + seconds / 86_400
+    return excel_serial(value)
+
+
+_XLSX_CELLS: Final[dict[str, tuple[CellKind, str | None, float]]] = {
+    "text": ("text", None, 18),
+    "int": ("number", None, 10),
+    "money": ("number", "0.00####", 12),
+    "percent": ("number", "0.0", 10),
+    "time": ("time", "yyyy-mm-dd hh:mm:ss", 20),
+}
+"""How each column kind is written: cell kind, number format, width."""
 
 
 def xlsx_chunks(
     kind: ReportKind,
-    batches: Iterable[Sequence[Row]],
+    batches: Iterable[Sequence[Sequence[Any]]],
     *,
     sheet_rows: int = XLSX_SHEET_ROWS,
     read_size: int = 1 << 20,
+    created: datetime | None = None,
 ) -> Iterator[bytes]:
-    """A real .xlsx: numbers as numbers, times as dates, a frozen header row and an
-    autofilter on every sheet; rows beyond a sheet's limit continue on the next sheet.
-
-    xlsxwriter's constant-memory mode writes each row to a temporary file as it comes; the
-    finished workbook is then read back in chunks, so memory stays flat either way."""
-    import xlsxwriter  # type: ignore[import-untyped]
-
-    with tempfile.TemporaryDirectory(prefix="commcredits-report-") as folder:
-        path = os.path.join(folder, "report.xlsx")
-        book = xlsxwriter.Workbook(
-            path,
-            {
-                "constant_memory": True,
-                "tmpdir": folder,
-                "strings_to_numbers": False,
-                "strings_to_formulas": False,
-                "strings_to_urls": False,
-            },
-        )
-        header = book.add_format({"bold": True})
-        formats = {
-            "time": book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"}),
-            "money": book.add_format({"num_format": "0.00####"}),
-            "percent": book.add_format({"num_format": "0.0"}),
-        }
-        widths = {"time": 20, "money": 12, "int": 10, "percent": 10, "text": 18}
-        columns = list(enumerate(kind.kinds))
-        last_column = len(kind.columns) - 1
-
-        def new_sheet(number: int) -> Any:
-            sheet = book.add_worksheet(kind.title if number == 1 else f"{kind.title} ({number})")
-            for index, column_kind in columns:
-                sheet.set_column(index, index, widths[column_kind])
-            sheet.freeze_panes(1, 0)
-            for index, title in enumerate(kind.columns):
-                sheet.write_string(0, index, title, header)
-            return sheet
-
-        time_format = formats["time"]
-        sheets = 1
-        sheet = new_sheet(sheets)
-        line = 0
-        for row in (row for batch in batches for row in batch):
-            line += 1
-            if line >= sheet_rows:
-                sheet.autofilter(0, 0, line - 1, last_column)
-                sheets += 1
-                sheet = new_sheet(sheets)
-                line = 1
-            for index, column_kind in columns:
-                value = row[index]
-                # Nothing is written for an empty value: a blank cell, and one call less
-                # into xlsxwriter, whose per-cell work is most of an Excel export's time.
-                if value is None or value == "":
-                    continue
-                if column_kind == "text":
-                    sheet.write_string(line, index, value)
-                elif column_kind == "int":
-                    sheet.write_number(line, index, value)
-                elif column_kind == "time":
-                    sheet.write_number(line, index, _excel_time(value), time_format)
-                else:
-                    # An Excel number is a double: the exact amount is the CSV's text; here it
-                    # becomes the spreadsheet's own number type so sums and filters work.
-                    sheet.write_number(line, index, float(value), formats[column_kind])
-        sheet.autofilter(0, 0, max(line, 1), last_column)
-        book.close()
-        with open(path, "rb") as finished:
-            while chunk := finished.read(read_size):
-                yield chunk
+    """A real .xlsx: numbers as numbers (money is the exact decimal the CSV shows, read by
+    Excel as its own number type so sums and filters work), times as dates, a frozen header
+    row and an autofilter on every sheet; rows beyond a sheet's limit continue on the next
+    sheet. Written by :mod:`commcredits.services.xlsx_stream` in constant memory."""
+    columns = [
+        XlsxColumn(title, *_XLSX_CELLS[column_kind])
+        for title, column_kind in zip(kind.columns, kind.kinds, strict=True)
+    ]
+    return workbook_chunks(
+        kind.title, columns, batches, sheet_rows=sheet_rows, read_size=read_size, created=created
+    )
 
 
 class _Sink(io.RawIOBase):
