@@ -4,7 +4,8 @@ Real processes on loopback: ``commcredits serve --workers 2`` on SQLite, Kamaili
 shipped ``integrations/kamailio/kamailio.cfg``, SIPp (Debian package ``sip-tester``) as the
 carrier (answers every call) and as the phones (place calls at a fixed rate, each hung up after
 one second). Every call costs commcredits two requests: ``POST /v1/calls`` on the INVITE and
-``POST /v1/calls/{call_id}/end`` on the BYE.
+``POST /v1/calls/{call_id}/end`` on the BYE. Kamailio's SIP workers never wait for commcredits:
+its ``ASK_WORKERS`` processes send the requests, at most that many at once.
 
 Figures, each beside a baseline measured in the same run under the same load: the same Kamailio
 configuration started with ``-A RELAY_WITHOUT_CREDIT_CHECK``, which relays every call without
@@ -22,6 +23,12 @@ asking (a define for benchmarks only).
 Everything shares the machine's cores, the load generator included, so the rate is that of the
 whole set-up on this machine. Without ``kamailio`` and ``sipp`` on the PATH the suite says so and
 reports nothing (``scripts/install-system-deps --sip``).
+
+For sizing runs, environment variables change the set-up (the defaults are the figures'):
+``BENCH_SIP_RATE`` (calls offered per second), ``BENCH_SIP_SERVE_WORKERS`` (commcredits'
+``--workers``), ``BENCH_SIP_WORKERS`` and ``BENCH_SIP_ASK_WORKERS`` (Kamailio's SIP workers and
+processes asking commcredits), and ``BENCH_SIP_KEEP`` (a folder that keeps every log and the
+database of the run instead of a temporary one).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,9 +66,15 @@ SCENARIOS = ROOT / "tests" / "sip" / "scenarios"
 TARGET_RATE = 500
 HOLD_MS = 1_000
 USERS = 200
-KAMAILIO_WORKERS = 64
-"""Each Kamailio worker waits for commcredits while it decides a call: enough of them to keep
-as many requests in flight as the target rate needs."""
+SERVE_WORKERS = 2
+"""``commcredits serve --workers``: one per core. More only share the same two cores with
+Kamailio and SIPp (measured here: 3 workers set up no more calls per second than 2)."""
+KAMAILIO_WORKERS = 8
+"""Kamailio's SIP workers: they never wait for commcredits, a few per core are plenty."""
+ASK_WORKERS = 32
+"""Kamailio's processes asking commcredits, one request each at a time, so the most requests
+in flight: 500 calls/s at two requests a call and 30 ms an answer need 30. When commcredits
+is the limit more only lengthen its queue (measured here: 64 set up no more calls than 32)."""
 RATES = (
     "service,prefix,country,number_type,rate,connection_fee,first_increment,increment,currency,"
     "effective_from,effective_to,description\n"
@@ -95,10 +108,12 @@ class Load:
 
 @dataclass(frozen=True)
 class ProxyLog:
-    """What the proxy logged: calls refused because commcredits did not answer, calls denied,
+    """What the proxy logged: calls refused because commcredits did not answer (``busy``: of
+    those, refused at once because every process asking commcredits was busy), calls denied,
     end reports that had to be sent again."""
 
     not_decided: int
+    busy: int
     denied: int
     ends_retried: int
 
@@ -109,6 +124,11 @@ class Money:
     active: int
     problems: int
     """A balance, or what is left after reservations, below zero; ``ledger verify`` findings."""
+
+
+def _setting(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
 
 
 def _free_port(kind: socket.SocketKind) -> int:
@@ -166,12 +186,13 @@ def _stop(process: subprocess.Popen[Any], *, group: bool = False) -> None:
 
 @contextmanager
 def _served(folder: Path, url: str) -> Iterator[str]:
-    """``commcredits serve --workers 2`` in ``folder``, until the block ends."""
+    """``commcredits serve --workers SERVE_WORKERS`` in ``folder``, until the block ends."""
     port = _free_port(socket.SOCK_STREAM)
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMMCREDITS_")}
     env.update(COMMCREDITS_CONFIG=str(folder / "none.toml"), COMMCREDITS_LOG_LEVEL="WARNING")
     command = [sys.executable, "-m", "commcredits.cli", "serve", "--database-url", url]
-    command += ["--port", str(port), "--workers", "2"]
+    workers = _setting("BENCH_SIP_SERVE_WORKERS", SERVE_WORKERS)
+    command += ["--port", str(port), "--workers", str(workers)]
     with (folder / "serve.log").open("w") as log:
         process = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=log)
         base = f"http://127.0.0.1:{port}"
@@ -232,7 +253,8 @@ def _kamailio(folder: Path, url: str, key: str, carrier: int, *, ask: bool) -> I
         "COMMCREDITS_KEY": f'"{key}"',
         "CARRIER_GATEWAY": f'"sip:127.0.0.1:{carrier}"',
         "LISTEN_ADDRESS": f"udp:127.0.0.1:{port}",
-        "WORKERS": str(KAMAILIO_WORKERS),
+        "WORKERS": str(_setting("BENCH_SIP_WORKERS", KAMAILIO_WORKERS)),
+        "ASK_WORKERS": str(_setting("BENCH_SIP_ASK_WORKERS", ASK_WORKERS)),
     }
     command = ["kamailio", "-f", str(CONFIG), "-DD", "-E", "-m", "256", "-M", "16"]
     command += ["-Y", str(folder), "-P", str(folder / "kamailio.pid"), "-w", str(folder)]
@@ -282,7 +304,10 @@ def _phones(folder: Path, kamailio: int, numbers: list[str], rate: int, calls: i
     return Load(
         offered=calls,
         successful=int(counters["SuccessfulCall(C)"]),
-        refused_by_commcredits=Counter(re.findall(r"X-Commcredits-Reason: ([a-z_]+)", errors)),
+        # The phone's scenario writes one line per refused call (tests/sip/scenarios).
+        refused_by_commcredits=Counter(
+            re.findall(r"refused: X-Commcredits-Reason: ([a-z_]+)", errors)
+        ),
         placing_seconds=max(wall - HOLD_MS / 1000 - 0.5, 0.001),
         setup_ms=setup_ms,
     )
@@ -292,6 +317,7 @@ def _proxy_log(folder: Path) -> ProxyLog:
     log = (folder / "kamailio.log").read_text(errors="replace")
     return ProxyLog(
         not_decided=len(re.findall(r"commcredits: call \S+ not decided", log)),
+        busy=len(re.findall(r"commcredits: call \S+ not decided \(every process", log)),
         denied=len(re.findall(r"commcredits: call \S+ denied", log)),
         ends_retried=log.count("not reported yet"),
     )
@@ -344,6 +370,11 @@ def _through_proxy(
     return load, _proxy_log(folder), money
 
 
+def _caused(load: Load, proxy: ProxyLog) -> int:
+    """Failed calls the proxy refused for commcredits: not decided, or denied."""
+    return max(sum(load.refused_by_commcredits.values()), proxy.not_decided + proxy.denied)
+
+
 def run(*, quick: bool, say: Callable[..., Any]) -> list[Figure]:
     if shutil.which("kamailio") is None or shutil.which("sipp") is None:
         say(
@@ -351,9 +382,13 @@ def run(*, quick: bool, say: Callable[..., Any]) -> list[Figure]:
             " the sip suite is skipped"
         )
         return []
-    rate = TARGET_RATE
+    rate = _setting("BENCH_SIP_RATE", TARGET_RATE)
     calls = rate * (4 if quick else 20)
-    with tempfile.TemporaryDirectory() as tmp:
+    keep = os.environ.get("BENCH_SIP_KEEP", "").strip()
+    if keep:
+        shutil.rmtree(keep, ignore_errors=True)
+        Path(keep).mkdir(parents=True)
+    with tempfile.TemporaryDirectory() if not keep else nullcontext(keep) as tmp:
         folder = Path(tmp)
         url, org, key, numbers = _prepare(folder)
         with _served(folder, url) as base:
@@ -365,11 +400,30 @@ def run(*, quick: bool, say: Callable[..., Any]) -> list[Figure]:
             relaying, _, _ = _through_proxy(
                 folder / "relaying", base, key, numbers, rate=rate, calls=calls, ask=None
             )
+            caused = _caused(asking, proxy)
+            lower: tuple[int, Load, ProxyLog, Money | None] | None = None
+            if caused:
+                # What commcredits sustains: the rate it decided, less a fifth for the bursts.
+                rate_below = max(10, int(asking.rate * 0.8) // 10 * 10)
+                calls_below = rate_below * (4 if quick else 20)
+                say(f"  {calls_below:,} calls offered at {rate_below}/s, commcredits deciding")
+                lower = (
+                    rate_below,
+                    *_through_proxy(
+                        folder / "asking-lower",
+                        base,
+                        key,
+                        numbers,
+                        rate=rate_below,
+                        calls=calls_below,
+                        ask=(url, org),
+                    ),
+                )
     assert money is not None
-    caused = max(sum(asking.refused_by_commcredits.values()), proxy.not_decided + proxy.denied)
     say(
         f"  asking: {asking.successful:,} answered, {asking.failed:,} failed, {caused:,} of them"
-        f" refused by the proxy for commcredits ({proxy.not_decided:,} undecided,"
+        f" refused by the proxy for commcredits ({proxy.not_decided:,} undecided, of them"
+        f" {proxy.busy:,} with every process asking commcredits busy,"
         f" {proxy.denied:,} denied); {proxy.ends_retried:,} end reports sent again;"
         f" relaying: {relaying.successful:,} answered, {relaying.failed:,} failed"
     )
@@ -382,6 +436,28 @@ def run(*, quick: bool, say: Callable[..., Any]) -> list[Figure]:
         f" {money.problems} money problems; Kamailio, SIPp and commcredits share the machine's"
         f" {os.cpu_count()} cores"
     )
+    figures = []
+    if lower is not None:
+        rate_below, below, below_proxy, below_money = lower
+        assert below_money is not None
+        below_caused = _caused(below, below_proxy)
+        say(
+            f"  at {rate_below}/s: {below.successful:,} answered, {below.failed:,} failed,"
+            f" {below_caused:,} of them refused for commcredits; set-up time p99"
+            f" {below.setup_p99():.0f} ms; afterwards {below_money.active:,} calls still active,"
+            f" {below_money.problems} money problems"
+        )
+        figures.append(
+            Figure(
+                f"SIP call set-ups/s through Kamailio, commcredits deciding ({rate_below}/s"
+                " offered, below what it decided at the target)",
+                below.rate,
+                "calls/s",
+                None,
+                "no failed call caused by commcredits, no call left active",
+                below_caused == 0 and below_money.active + below_money.problems == 0,
+            )
+        )
     return [
         Figure(
             f"SIP call set-ups/s through Kamailio, commcredits deciding ({rate}/s offered)",
@@ -416,4 +492,5 @@ def run(*, quick: bool, say: Callable[..., Any]) -> list[Figure]:
             "0",
             money.active + money.problems == 0,
         ),
+        *figures,
     ]
