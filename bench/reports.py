@@ -31,11 +31,11 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from bench.report import Figure
 from commcredits.app import build
@@ -98,17 +98,38 @@ def _rows(org_id: str, count: int, start: datetime, span: timedelta) -> Iterator
 
 
 def _fill(container: Any, org_id: str, count: int, say: Callable[..., Any]) -> None:
+    """Insert ``count`` ended calls with the bare driver, in one transaction: values as the
+    store writes them (times as naive UTC text, the columns' defaults filled in)."""
     start = datetime.fromisoformat(NOW) - timedelta(days=27)
     span = timedelta(days=27)
-    with container.store.engine.begin() as conn:
-        batch: list[dict[str, Any]] = []
+    columns = list(calls.c)
+    defaults = {
+        c.name: c.default.arg if c.default is not None and c.default.is_scalar else None
+        for c in columns
+    }
+    names = [c.name for c in columns]
+    sql = f"INSERT INTO calls ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
+
+    def stored(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+        return int(value) if isinstance(value, bool) else value
+
+    raw = container.store.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("BEGIN")  # the store's connections leave transactions to the caller
+        batch: list[tuple[Any, ...]] = []
         for row in _rows(org_id, count, start, span):
-            batch.append(row)
+            batch.append(tuple(stored(row.get(name, defaults[name])) for name in names))
             if len(batch) == BATCH:
-                conn.execute(insert(calls), batch)
+                cursor.executemany(sql, batch)
                 batch.clear()
         if batch:
-            conn.execute(insert(calls), batch)
+            cursor.executemany(sql, batch)
+        raw.commit()
+    finally:
+        raw.close()
     say(f"  {count:,} calls inserted")
 
 
