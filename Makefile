@@ -60,7 +60,7 @@ stress: install
 	$(BIN)/python -m tests.stress.shards --ops 1000000
 	STRESS_CRASH_KILLS=100 $(BIN)/python -m pytest tests/stress/test_crash.py -q -s
 	$(BIN)/python -m bench concurrency
-	FUZZ_EXAMPLES=500 $(BIN)/python -m pytest tests/fuzz -q
+	FUZZ_EXAMPLES=500 $(BIN)/python -m pytest tests/fuzz -q --timeout 3600
 
 format: install
 	$(BIN)/ruff format src tests bench

@@ -344,7 +344,7 @@ def _cdrs_file(draw: st.DrawFn) -> bytes:
         "from": st.just("+12125550100"),
         "to": st.sampled_from(["+33142685300", "+12125559999", "911"]),
         "start_time": st.sampled_from(["2026-01-14T10:00:00Z", "2026-01-14T10:00:00"]),
-        "duration_seconds": st.integers(0, 4000),
+        "duration_seconds": st.one_of(st.integers(0, 4000), st.integers(0, 10**45)),
     }
     return _file_of(draw, CDR_COLUMNS, valid)
 
@@ -409,6 +409,15 @@ def test_any_cdr_file_is_charged_or_refused_by_record(shell: Shell, tmp_path: Pa
         ("users", b""),
         ("cdrs", b""),
         ("users", "upn,display_name\nzoë@contoso.com,Zoë 😀\n".encode()),
+        # Forty nines of seconds: the charge overflowed Decimal (a week is the longest call).
+        (
+            "cdrs",
+            ",".join(CDR_COLUMNS).encode()
+            + b"\nInfinity,user_out,ann.shell@shell.example.com,+12125550100,+33142685300,"
+            + b"2026-01-14T10:00:00Z,"
+            + b"9" * 40
+            + b"\n",
+        ),
     ],
 )
 def test_files_that_broke_the_importers_are_refused_cleanly(

@@ -5,9 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Final, Literal
+
+from commcredits.domain.errors import InvalidRequest
 
 CallStatus = Literal["active", "ended", "denied"]
+
+MAX_CALL_SECONDS: Final = 7 * 86_400
+"""The longest call taken (a week): a switch or a file that says more is wrong, and no rate
+multiplied by more would still be an amount."""
+
+
+def check_seconds(seconds: int, field: str) -> InvalidRequest | None:
+    """The refusal of a call duration (or seconds used) outside 0 to a week; None if fine."""
+    if seconds < 0:
+        return InvalidRequest(f"{field} cannot be negative", field=field)
+    if seconds > MAX_CALL_SECONDS:
+        return InvalidRequest(f"{field} is at most {MAX_CALL_SECONDS} (a week)", field=field)
+    return None
 
 
 @dataclass(frozen=True, slots=True)

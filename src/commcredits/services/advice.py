@@ -33,6 +33,7 @@ from commcredits.domain.organizations import Organization
 from commcredits.domain.pools import PoolKey, PoolMember, PoolState, month_of, pool_sizes
 from commcredits.domain.rating import RateTable, price
 from commcredits.domain.roles import BILLING_ADMIN_ROLES
+from commcredits.domain.usage import MAX_CALL_SECONDS
 from commcredits.services import mail
 from commcredits.services.orgs import get_org
 from commcredits.services.rating import Rating
@@ -508,6 +509,8 @@ def _parse_duration(text: str) -> int:
         raise ValueError(f"duration {text!r} is not seconds or H:MM:SS") from None
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if seconds > MAX_CALL_SECONDS:
+        raise ValueError(f"a duration is at most {MAX_CALL_SECONDS} seconds (a week)")
     return seconds
 
 

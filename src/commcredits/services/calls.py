@@ -36,7 +36,7 @@ from commcredits.domain.errors import CommcreditsError, InvalidRequest, NotFound
 from commcredits.domain.licensing import Catalogue
 from commcredits.domain.pools import PoolKey, PoolMember, PoolState, month_of, pool_sizes
 from commcredits.domain.rating import Rate, RateTable, classify, price
-from commcredits.domain.usage import CallRecord, SmsRecord
+from commcredits.domain.usage import CallRecord, SmsRecord, check_seconds
 from commcredits.services import notices
 from commcredits.services.account import AccountSession
 from commcredits.services.calls_live import Authorize, End, LiveCalls, LiveOp, Usage
@@ -317,8 +317,8 @@ class Calls:
     def _usage(
         self, org_id: str, call_id: str, used_seconds: int
     ) -> tuple[int, CreditOrder | None]:
-        if used_seconds < 0:
-            raise InvalidRequest("used_seconds cannot be negative", field="used_seconds")
+        if error := check_seconds(used_seconds, "used_seconds"):
+            raise error
         answer: tuple[int, CreditOrder | None] = self.committer.run(
             Usage(org_id, call_id, used_seconds)
         )
@@ -342,8 +342,8 @@ class Calls:
     def _end(
         self, org_id: str, call_id: str, duration: int, end_time: datetime | None
     ) -> tuple[CallRecord, CreditOrder | None]:
-        if duration < 0:
-            raise InvalidRequest("duration_seconds cannot be negative", field="duration_seconds")
+        if error := check_seconds(duration, "duration_seconds"):
+            raise error
         answer: tuple[CallRecord, CreditOrder | None] = self.committer.run(
             End(org_id, call_id, duration, end_time)
         )
@@ -394,18 +394,16 @@ class Calls:
 
     def usage_async(self, org_id: str, call_id: str, used_seconds: int) -> Future[int]:
         """:meth:`usage` without waiting: the future holds the seconds granted."""
-        if used_seconds < 0:
-            return _failed(InvalidRequest("used_seconds cannot be negative", field="used_seconds"))
+        if error := check_seconds(used_seconds, "used_seconds"):
+            return _failed(error)
         return self._answer(self.committer.submit(Usage(org_id, call_id, used_seconds)))
 
     def end_async(
         self, org_id: str, call_id: str, duration_seconds: int, end_time: datetime | None = None
     ) -> Future[CallRecord]:
         """:meth:`end` without waiting: the future holds the ended call record."""
-        if duration_seconds < 0:
-            return _failed(
-                InvalidRequest("duration_seconds cannot be negative", field="duration_seconds")
-            )
+        if error := check_seconds(duration_seconds, "duration_seconds"):
+            return _failed(error)
         return self._answer(self.committer.submit(End(org_id, call_id, duration_seconds, end_time)))
 
     def _answer(self, pending: Future[tuple[T, CreditOrder | None]]) -> Future[T]:
@@ -617,8 +615,8 @@ class Calls:
         now: datetime,
         users: dict[str, User | None],
     ) -> CdrResult:
-        if cdr.duration_seconds < 0:
-            raise InvalidRequest("duration_seconds cannot be negative", field="duration_seconds")
+        if error := check_seconds(cdr.duration_seconds, "duration_seconds"):
+            raise error
         request = CallRequest(
             cdr.call_id,
             cdr.call_type,

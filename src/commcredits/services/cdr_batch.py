@@ -44,14 +44,14 @@ from commcredits.domain import charging
 from commcredits.domain.charging import FREECALL, INBOUND_TYPES, CallFacts
 from commcredits.domain.credits import CreditAccount
 from commcredits.domain.directory import TOLL_FREE_KINDS, User
-from commcredits.domain.errors import InvalidRequest, NotFound
+from commcredits.domain.errors import NotFound
 from commcredits.domain.licensing import CALL_TYPES, Catalogue
 from commcredits.domain.money import from_micros, to_micros
 from commcredits.domain.organizations import Organization
 from commcredits.domain.pools import PoolKey, PoolMember, PoolState, month_of, pool_sizes
 from commcredits.domain.rating import Charge, Destination, Rate, RateTable, price
 from commcredits.domain.rating_batch import classify_number
-from commcredits.domain.usage import CallRecord
+from commcredits.domain.usage import CallRecord, check_seconds
 from commcredits.services import notices
 from commcredits.services.account import AccountSession
 from commcredits.services.calls import CdrRecord, CdrResult, pool_name
@@ -376,8 +376,7 @@ class _Batch:
         if call_id in self.seen:
             return CdrResult(call_id, "duplicate")
         self.seen.add(call_id)
-        if cdr.duration_seconds < 0:
-            error = InvalidRequest("duration_seconds cannot be negative", field="duration_seconds")
+        if error := check_seconds(cdr.duration_seconds, "duration_seconds"):
             return CdrResult(call_id, "rejected", error=error.code)
         call_type = cdr.call_type
         if call_type not in CALL_TYPES:

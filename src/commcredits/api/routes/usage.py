@@ -25,7 +25,7 @@ from commcredits.api.schemas import UtcTime
 from commcredits.api.support import blocking, container_of
 from commcredits.domain.errors import NotFound
 from commcredits.domain.money import Money
-from commcredits.domain.usage import CallRecord
+from commcredits.domain.usage import MAX_CALL_SECONDS, CallRecord
 from commcredits.services.calls import CallRequest, Calls, CdrRecord, SmsRequest
 
 AnyRequest = Request[Any, Any, Any]
@@ -61,11 +61,11 @@ class NewCall(Body):
 
 
 class Usage(Body):
-    used_seconds: Annotated[int, Meta(ge=0, le=86_400 * 7)]
+    used_seconds: Annotated[int, Meta(ge=0, le=MAX_CALL_SECONDS)]
 
 
 class EndCall(Body):
-    duration_seconds: Annotated[int, Meta(ge=0, le=86_400 * 7)]
+    duration_seconds: Annotated[int, Meta(ge=0, le=MAX_CALL_SECONDS)]
     end_time: UtcTime | None = None
 
 
@@ -216,7 +216,7 @@ class Cdr(Body):
     call_id: CallId
     call_type: CallType
     start_time: UtcTime
-    duration_seconds: Annotated[int, Meta(ge=0, le=86_400 * 7)]
+    duration_seconds: Annotated[int, Meta(ge=0, le=MAX_CALL_SECONDS)]
     from_: Number = field(name="from", default="")
     to: Number = ""
     user: Annotated[str, Meta(max_length=320)] | None = None
