@@ -36,6 +36,7 @@ from commcredits.domain.errors import CommcreditsError, InvalidRequest, NotFound
 from commcredits.domain.licensing import Catalogue
 from commcredits.domain.pools import PoolKey, PoolMember, PoolState, month_of, pool_sizes
 from commcredits.domain.rating import Rate, RateTable, classify, price
+from commcredits.domain.rating_batch import classify_number
 from commcredits.domain.usage import CallRecord, SmsRecord, check_seconds
 from commcredits.services import notices
 from commcredits.services.account import AccountSession
@@ -220,20 +221,15 @@ class Calls:
         """The organization (and user) a call belongs to, found from its numbers: the ``from``
         number for outbound call types, the ``to`` number for inbound ones. None: unknown."""
         inbound = request.call_type.endswith("_in")
-        number = request.to_number if inbound else request.from_number
-        try:
-            e164 = classify(number).e164
-        except RuleViolation:
+        destination = classify_number(request.to_number if inbound else request.from_number)
+        if destination is None:
             return None
         with self.store.unit_of_work(read_only=True) as uow:
-            owned = NumberRepository(uow.conn).get_any(e164)
-            if owned is None:
-                return None
-            user = request.user
-            if user is None and owned.user_id is not None:
-                found = UserRepository(uow.conn).get(owned.org_id, owned.user_id)
-                user = found.upn if found else None
-        return owned.org_id, replace(request, user=user)
+            owner = NumberRepository(uow.conn).owner(destination.e164)
+        if owner is None:
+            return None
+        org_id, upn = owner
+        return org_id, replace(request, user=request.user if request.user is not None else upn)
 
     # -- live calls ---------------------------------------------------------------------------
 

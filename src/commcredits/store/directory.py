@@ -54,6 +54,18 @@ _USER_SKUS = select(user_licenses.c.sku).where(
 )
 
 
+# Built once: the telephony edge finds the owner of a number for every new call.
+_OWNER = (
+    select(phone_numbers.c.org_id, users.c.upn)
+    .select_from(phone_numbers)
+    .outerjoin(
+        users,
+        and_(users.c.org_id == phone_numbers.c.org_id, users.c.id == phone_numbers.c.user_id),
+    )
+    .where(phone_numbers.c.number == bindparam("k_number"))
+)
+
+
 class UserRepository:
     def __init__(self, conn: Connection):
         self.conn = conn
@@ -306,6 +318,12 @@ class NumberRepository:
                 created_at=number.created_at,
             )
         )
+
+    def owner(self, number: str) -> tuple[str, str | None] | None:
+        """Who holds ``number``, in one query: its organization and the UPN of its user (None
+        for a number of no user); None when nobody does."""
+        row = self.conn.execute(_OWNER, {"k_number": number}).first()
+        return (row.org_id, row.upn) if row else None
 
     def get_any(self, number: str) -> PhoneNumber | None:
         """Across organizations: only to refuse a number that is already taken."""
