@@ -81,3 +81,24 @@ def test_usage_dated_before_year_one_in_utc_is_not_a_server_error(
         f"/v1/orgs/{world_.org}/{path}", json=body, headers=bearer(world_.keys["admin"])
     )
     assert response.status_code < 500, response.text
+
+
+def test_a_cdr_whose_end_would_be_past_year_9999_is_rejected_by_itself(api: Any) -> None:
+    """Its end time cannot be represented; the record is rejected and its neighbour charged."""
+    client, world = api
+    world_: World = world
+    record = {"call_type": "user_out", "from": "+12125550100", "to": "+33142685300",
+              "user": "ann.found@found.example.com", "duration_seconds": 60}  # fmt: skip
+    records = [
+        {**record, "call_id": "late-1", "start_time": "9999-12-31T23:59:30Z"},
+        {**record, "call_id": "late-2", "start_time": "2026-01-14T10:00:00Z"},
+    ]
+    response = client.post(
+        f"/v1/orgs/{world_.org}/cdrs",
+        json={"records": records},
+        headers=bearer(world_.keys["admin"]),
+    )
+    assert response.status_code == 200, response.text
+    statuses = {r["call_id"]: r["status"] for r in response.json()["results"]}
+    assert statuses["late-1"] == "rejected"
+    assert statuses["late-2"] != "rejected"

@@ -418,6 +418,13 @@ def test_any_cdr_file_is_charged_or_refused_by_record(shell: Shell, tmp_path: Pa
             + b"9" * 40
             + b"\n",
         ),
+        # A start past year 9999 once in UTC, and one whose end would be.
+        (
+            "cdrs",
+            ",".join(CDR_COLUMNS).encode()
+            + b"\nc1,user_out,,+12125550100,+33142685300,9999-12-31T23:59:59-01:00,10"
+            + b"\nc2,user_out,,+12125550100,+33142685300,9999-12-31T23:59:55Z,10\n",
+        ),
     ],
 )
 def test_files_that_broke_the_importers_are_refused_cleanly(

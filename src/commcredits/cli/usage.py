@@ -42,8 +42,10 @@ def _cell(row: dict[str, str | None], name: str) -> str:
 def _record(line: int, row: dict[str, str | None]) -> CdrRecord:
     try:
         start = datetime.fromisoformat(_cell(row, "start_time"))
+        # In UTC now: an offset can carry a time past year 9999 (or before year 1).
+        start = (start if start.tzinfo else start.replace(tzinfo=UTC)).astimezone(UTC)
         duration = int(_cell(row, "duration_seconds"))
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise ValueError(
             f"line {line}: start_time must be RFC 3339 and duration_seconds whole seconds ({exc})"
         ) from None
@@ -53,7 +55,7 @@ def _record(line: int, row: dict[str, str | None]) -> CdrRecord:
         user=_cell(row, "user") or None,
         from_number=_cell(row, "from"),
         to_number=_cell(row, "to"),
-        start_time=start if start.tzinfo else start.replace(tzinfo=UTC),
+        start_time=start,
         duration_seconds=duration,
         conference_id=_cell(row, "conference_id") or None,
     )

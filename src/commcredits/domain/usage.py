@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Final, Literal
 
@@ -14,6 +14,10 @@ CallStatus = Literal["active", "ended", "denied"]
 MAX_CALL_SECONDS: Final = 7 * 86_400
 """The longest call taken (a week): a switch or a file that says more is wrong, and no rate
 multiplied by more would still be an amount."""
+
+
+LATEST_START: Final = datetime.max.replace(tzinfo=UTC) - timedelta(seconds=MAX_CALL_SECONDS, days=1)
+"""The latest start a call may have: its end, a week later at most, must still be a time."""
 
 
 def check_seconds(seconds: int, field: str) -> InvalidRequest | None:

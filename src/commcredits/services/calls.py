@@ -37,7 +37,7 @@ from commcredits.domain.licensing import Catalogue
 from commcredits.domain.pools import PoolKey, PoolMember, PoolState, month_of, pool_sizes
 from commcredits.domain.rating import Rate, RateTable, classify, price
 from commcredits.domain.rating_batch import classify_number
-from commcredits.domain.usage import CallRecord, SmsRecord, check_seconds
+from commcredits.domain.usage import LATEST_START, CallRecord, SmsRecord, check_seconds
 from commcredits.services import notices
 from commcredits.services.account import AccountSession
 from commcredits.services.calls_live import Authorize, End, LiveCalls, LiveOp, Usage
@@ -613,6 +613,8 @@ class Calls:
     ) -> CdrResult:
         if error := check_seconds(cdr.duration_seconds, "duration_seconds"):
             raise error
+        if cdr.start_time > LATEST_START:
+            raise InvalidRequest("start_time is past the last date kept", field="start_time")
         request = CallRequest(
             cdr.call_id,
             cdr.call_type,

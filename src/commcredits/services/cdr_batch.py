@@ -51,7 +51,7 @@ from commcredits.domain.organizations import Organization
 from commcredits.domain.pools import PoolKey, PoolMember, PoolState, month_of, pool_sizes
 from commcredits.domain.rating import Charge, Destination, Rate, RateTable, price
 from commcredits.domain.rating_batch import classify_number
-from commcredits.domain.usage import CallRecord, check_seconds
+from commcredits.domain.usage import LATEST_START, CallRecord, check_seconds
 from commcredits.services import notices
 from commcredits.services.account import AccountSession
 from commcredits.services.calls import CdrRecord, CdrResult, pool_name
@@ -378,6 +378,8 @@ class _Batch:
         self.seen.add(call_id)
         if error := check_seconds(cdr.duration_seconds, "duration_seconds"):
             return CdrResult(call_id, "rejected", error=error.code)
+        if cdr.start_time > LATEST_START:
+            return CdrResult(call_id, "rejected", error="invalid_request")
         call_type = cdr.call_type
         if call_type not in CALL_TYPES:
             return CdrResult(call_id, "rejected", error="invalid_call_type")
