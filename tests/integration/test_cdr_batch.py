@@ -153,8 +153,11 @@ def _users(world: World) -> dict[str, str]:
 def _plain(value: Any, users: dict[str, str]) -> Any:
     """A value with what differs between two organizations (ids) replaced by what does not."""
     if isinstance(value, dict):
+        # A report line starts with the UsageId, a hash of the organization's id.
         return {
-            k: (v is not None) if k == "rate_table_id" else _plain(v, users)
+            k: (v is not None)
+            if k == "rate_table_id"
+            else _plain(v[36:] if k == "report_line" and v else v, users)
             for k, v in value.items()
             if k != "org_id"
         }

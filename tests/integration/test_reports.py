@@ -12,10 +12,11 @@ from typing import Any
 
 import openpyxl
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select, update
 
 from commcredits.app import Container
 from commcredits.domain.errors import InvalidRequest, RuleViolation
+from commcredits.domain.report_line import pstn_line, usage_id
 from commcredits.services.calls import CdrRecord, SmsRequest
 from commcredits.services.credits import NewOrder
 from commcredits.services.orgs import NewOrganization
@@ -26,10 +27,10 @@ from commcredits.services.reports import (
     csv_chunks,
     mask_number,
     parse_range,
-    usage_id,
     xlsx_chunks,
 )
 from commcredits.store.tables import calls as calls_table
+from commcredits.store.usage import CallRepository
 
 pytestmark = pytest.mark.usefixtures("ledger_checked")
 
@@ -239,6 +240,66 @@ def test_only_ended_calls_are_reported(container: Container) -> None:
     assert _ids(reports, reports.request("pstn", org_id, days=7)) == ["done"]
     container.calls.end(org_id, "live", 5)
     assert _ids(reports, reports.request("pstn", org_id, days=7)) == ["done", "live"]
+
+
+def test_every_call_is_stored_with_its_report_line_when_it_ends_however_it_ends(
+    container: Container,
+) -> None:
+    """Batched CDRs, live calls ended by the switch and calls ended by the reservation job
+    are each stored with the report line of their record; denied and active calls with none
+    (domain/report_line.py). The export reads those lines: its bytes are a page's rows."""
+    from commcredits.services.calls import CallRequest
+
+    org_id = _org(container, country="DE", currency="EUR")
+    container.calls.authorize(org_id, CallRequest("hung", "user_out", ANN, ANN_NUMBER, FR_FIXED))
+    container.calls.authorize(org_id, CallRequest("live", "user_out", ANN, ANN_NUMBER, US_FIXED))
+    container.calls.authorize(org_id, CallRequest("busy", "user_out", ANN, ANN_NUMBER, US_FIXED))
+    container.calls.end(org_id, "live", 42)
+    results = container.calls.import_cdrs(
+        org_id,
+        [
+            _cdr("cdr-out", "2026-01-15T08:00:00+00:00", 61, to=FR_FIXED),
+            _cdr(
+                "cdr-in", "2026-01-15T08:05:00+00:00", 30, call_type="user_in", from_number=FR_FIXED
+            ),
+            _cdr("cdr-nobody", "2026-01-15T08:06:00+00:00", 30, user="nobody@contoso.com"),
+        ],
+    )
+    assert [r.status for r in results] == ["charged", "charged", "rejected"], results
+    container.jobs.advance_clock(container.clock.now() + timedelta(hours=2))
+    container.calls.end(org_id, "busy", 5)  # after its reservation lapsed: already ended
+    with container.store.engine.begin() as conn:
+        stored = {
+            row.call_id: (row.report_line, row.report_mask_at)
+            for row in conn.execute(
+                select(
+                    calls_table.c.call_id,
+                    calls_table.c.report_line,
+                    calls_table.c.report_mask_at,
+                ).where(calls_table.c.org_id == org_id)
+            )
+        }
+        records = CallRepository(conn).get_many(org_id, list(stored))
+    assert {r.call_id for r in records.values() if r.status == "ended"} == {
+        "hung",
+        "live",
+        "busy",
+        "cdr-out",
+        "cdr-in",
+    }
+    for call_id, record in records.items():
+        assert stored[call_id] == (pstn_line(record) or (None, None)), call_id
+    line, mask_at = stored["cdr-in"]
+    assert line is not None
+    assert mask_at is not None
+    assert line[:mask_at].endswith(FR_FIXED)
+    assert line.startswith(usage_id(org_id, "cdr-in"))
+    reports = _reports(container)
+    request = reports.request("pstn", org_id, days=7)
+    assert b"".join(reports.export(request, "csv").chunks) == b"".join(
+        csv_chunks(PSTN, reports.batches(request))
+    )
+    assert {row[13] for row in reports.rows(request)} >= {"+33142685***"}
 
 
 # -- ranges ----------------------------------------------------------------------------------
@@ -619,6 +680,28 @@ def _raw_call(
     return row
 
 
+def _store_lines(container: Container, org_id: str, every: int = 1) -> int:
+    """Give every ``every``-th of the organization's calls the report line a call is stored
+    with when it ends (the raw rows above have none, as calls ended before lines were
+    stored); the rest keep none. Returns how many got one."""
+    with container.store.engine.begin() as conn:
+        ids = conn.execute(
+            select(calls_table.c.call_id)
+            .where(calls_table.c.org_id == org_id)
+            .order_by(calls_table.c.start_time)
+        ).scalars()
+        chosen = list(ids)[::every]
+        records = CallRepository(conn).get_many(org_id, chosen)
+        for record in records.values():
+            line, mask_at = pstn_line(record) or (None, None)
+            conn.execute(
+                update(calls_table)
+                .where(calls_table.c.org_id == org_id, calls_table.c.call_id == record.call_id)
+                .values(report_line=line, report_mask_at=mask_at)
+            )
+    return len(chosen)
+
+
 AWKWARD_CALLS: list[dict[str, Any]] = [
     {"display_name": 'Doe, "Ann"', "conference_id": "line\nbreak", "upn": "a\r@b.c"},
     {"charge_micros": 75_000, "connection_fee_micros": 1},
@@ -637,11 +720,13 @@ AWKWARD_CALLS: list[dict[str, Any]] = [
 ]
 
 
+@pytest.mark.parametrize("stored_every", [0, 1, 2], ids=["formatted", "stored", "mixed"])
 @pytest.mark.parametrize(("country", "currency"), [("DE", "EUR"), ("FR", "EUR"), ("BH", "BHD")])
 def test_the_csv_export_writes_the_same_bytes_as_the_rows_a_page_shows(
-    container: Container, country: str, currency: str
+    container: Container, country: str, currency: str, stored_every: int
 ) -> None:
-    """The fast path formats rows in the database; whatever the data, its bytes are those of
+    """The fast path reads the line stored when a call ended, or formats it in the database
+    for calls ended before lines were stored; whatever the data, its bytes are those of
     csv.writer over the rows shaped in Python (R-50, R-52), masked or not."""
     org = container.orgs.create(NewOrganization("Awkward", country, currency, "prepaid"))
     start = datetime(2026, 1, 14, 8, tzinfo=UTC)
@@ -654,6 +739,8 @@ def test_the_csv_export_writes_the_same_bytes_as_the_rows_a_page_shows(
     ]
     with container.store.engine.begin() as conn:
         conn.execute(insert(calls_table), rows)
+    if stored_every:
+        assert _store_lines(container, org.id, stored_every) == len(rows[::stored_every])
     reports = _reports(container)
     for masking in (True, False):
         request = reports.request("pstn", org.id, days=7, masking=masking)
@@ -739,8 +826,9 @@ def test_every_country_is_named_in_the_csv_as_a_page_names_it(container: Contain
     assert len(exported) == len(codes) > 240
 
 
+@pytest.mark.parametrize("stored_every", [0, 1, 2], ids=["formatted", "stored", "mixed"])
 def test_the_xlsx_export_holds_the_rows_a_page_shows_typed_whatever_the_data(
-    container: Container,
+    container: Container, stored_every: int
 ) -> None:
     """Awkward text (quotes, line breaks, separators, non-ASCII) reads back from the .xlsx as
     the page shows it; money and durations are numbers, times dates (R-52)."""
@@ -752,6 +840,8 @@ def test_the_xlsx_export_holds_the_rows_a_page_shows_typed_whatever_the_data(
     ]
     with container.store.engine.begin() as conn:
         conn.execute(insert(calls_table), rows)
+    if stored_every:
+        _store_lines(container, org.id, stored_every)
     reports = _reports(container)
     request = reports.request("pstn", org.id, days=7)
     book = openpyxl.load_workbook(io.BytesIO(b"".join(reports.export(request, "xlsx").chunks)))

@@ -51,6 +51,7 @@ from commcredits.domain.organizations import Organization
 from commcredits.domain.pools import PoolKey, PoolMember, PoolState, month_of, pool_sizes
 from commcredits.domain.rating import Charge, Destination, Rate, RateTable, price
 from commcredits.domain.rating_batch import classify_number
+from commcredits.domain.report_line import pstn_line
 from commcredits.domain.usage import LATEST_START, CallRecord, check_seconds
 from commcredits.services import notices
 from commcredits.services.account import AccountSession
@@ -723,6 +724,7 @@ class _Batch:
                     None,
                     "cdr",
                     None,
+                    *(pstn_line(record) or _NO_REPORT_LINE),
                 )
             )
         return record
@@ -901,6 +903,7 @@ def _charged_already(conn: Connection, org_id: str, call_ids: list[str]) -> set[
 
 _UNSEEN: Final[Any] = object()
 _UNRATED: Final = (None, None, None, None, None)
+_NO_REPORT_LINE: Final = (None, None)
 _TIME_COLUMNS: Final = frozenset({"start_time", "end_time", "reservation_expires_at"})
 _FREE: Final = _Route(("allow", None, "free", FREECALL))
 _INVALID: Final = _Route(("deny", "invalid_number", None, None))

@@ -31,9 +31,10 @@ from commcredits.domain.countries import country_name
 from commcredits.domain.errors import InvalidRequest, NotFound
 from commcredits.domain.money import from_micros, minor_units, to_micros
 from commcredits.domain.pools import month_of
+from commcredits.domain.report_line import iso_time, money_text
 from commcredits.services.calls import Calls
 from commcredits.services.orgs import get_org
-from commcredits.services.reports import DateRange, iso_time, money_text, parse_range
+from commcredits.services.reports import DateRange, parse_range
 from commcredits.store.database import Store
 from commcredits.store.tables import calls, ledger_entries, sms_messages
 

@@ -55,7 +55,9 @@ from sqlalchemy.sql.functions import FunctionElement
 from commcredits.adapters.clock import Clock
 from commcredits.domain.countries import country_name
 from commcredits.domain.errors import InvalidRequest, RuleViolation
-from commcredits.domain.money import minor_units
+from commcredits.domain.report_line import FIELD as _FIELD
+from commcredits.domain.report_line import iso_time, money_text, usage_id
+from commcredits.domain.report_line import places as _places
 from commcredits.services.calls import Calls
 from commcredits.services.orgs import get_org, mask_numbers_setting
 from commcredits.services.xlsx_stream import CellKind, XlsxColumn, excel_serial, workbook_chunks
@@ -393,41 +395,11 @@ def _mask(number: str, digits: int) -> str:
     return "".join(chars)
 
 
-def iso_time(value: datetime | str | None) -> str | None:
-    """UTC ISO 8601 to the second: ``2026-01-15T08:00:00Z``. Also takes a time as SQLite
-    stores it (naive UTC text, ``2026-01-15 08:00:00.000000``): the export reads those raw."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return f"{value[:10]}T{value[11:19]}Z"
-    if value.tzinfo is not None and value.utcoffset():
-        value = value.astimezone(UTC)
-    return value.isoformat(timespec="seconds")[:19] + "Z"
-
-
 def _instant(value: datetime | str) -> datetime:
     """A time read raw (see :func:`iso_time`) as an aware UTC datetime."""
     if isinstance(value, str):
         return datetime.fromisoformat(value).replace(tzinfo=UTC)
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-@cache
-def _places(currency: str) -> tuple[int, int, int]:
-    places = max(2, minor_units(currency))
-    return places, 10 ** (6 - places), 10**places
-
-
-def money_text(micros: int, currency: str) -> str:
-    """Micro-units as a decimal string with at least two decimals (more only when the
-    currency has them or the amount has digits below them: nothing is ever hidden)."""
-    places, unit, scale = _places(currency)
-    if micros >= 0 and micros % unit == 0:
-        whole, cents = divmod(micros // unit, scale)
-        return f"{whole}.{cents:0{places}d}"
-    text = format(Decimal(micros).scaleb(-6).normalize(), "f")
-    decimals = len(text.partition(".")[2])
-    return text if decimals >= places else f"{Decimal(text):.{places}f}"
 
 
 class _Zeros(dict[str, str]):
@@ -436,13 +408,6 @@ class _Zeros(dict[str, str]):
     def __missing__(self, currency: str) -> str:
         self[currency] = text = money_text(0, currency)
         return text
-
-
-def usage_id(org_id: str, record_id: str) -> str:
-    """A stable id per call or message: BLAKE2b of the organization and the record's id,
-    in GUID form. The same call always has the same UsageId."""
-    digest = hashlib.blake2b(f"{org_id}\x00{record_id}".encode(), digest_size=16).hexdigest()
-    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
 
 
 # -- queries ---------------------------------------------------------------------------------
@@ -682,7 +647,6 @@ def _sms_rows(request: ReportRequest, raw: Iterable[Sequence[Any]]) -> list[Row]
 # way (but for a NUL character inside a text value: SQLite's printf ends a value there, and
 # PostgreSQL cannot store one at all).
 
-_FIELD: Final = "\x1f"
 _SHAPE: Final = "\x1d"
 """Written by the query where it cannot format a field exactly: the row is shaped in Python
 (a field that holds this character itself is too, which gives the same bytes)."""
@@ -923,8 +887,25 @@ def _pstn_csv_fields(request: ReportRequest) -> tuple[Any, ...] | None:
         c.currency,
         c.capability,
     )
+    # The line stored when the call ended (UsageId first), masked here when the request asks;
+    # calls ended before lines were stored have none and get the line formatted above.
+    stored: Any = c.report_line
+    if digits:
+        stored = case(
+            (
+                c.report_mask_at.is_not(None),
+                func.substr(c.report_line, 1, c.report_mask_at - digits)
+                .concat("*" * digits)
+                .concat(func.substr(c.report_line, c.report_mask_at + 1)),
+            ),
+            else_=literal(_SHAPE, String),
+        )
     # Another currency than the organization's: shaped in Python.
-    line = case((c.currency == request.currency, line), else_=literal(_SHAPE, String))
+    line = case(
+        (c.currency != request.currency, literal(_SHAPE, String)),
+        (c.report_line.is_not(None), stored),
+        else_=line,
+    )
     return c.call_id, line.label("line")
 
 
@@ -1222,6 +1203,9 @@ class Reports:
                 lines: list[str] = []
                 add = lines.append
                 for call_id, line in batch:
+                    if line[0] != _FIELD:  # stored whole (or the mark of a row to shape)
+                        add(line)
+                        continue
                     digest = seed()
                     digest.update(call_id.encode())
                     d = digest.hexdigest()
@@ -1258,9 +1242,17 @@ class Reports:
                 rows: list[Sequence[Any]] = []
                 add = rows.append
                 for call_id, line in batch:
-                    row = line[1:-2].split(_FIELD)
-                    if _SHAPE in line or len(row) != fields_after_id or line[-2:] != "\r\n":
+                    stored = line[0] != _FIELD
+                    row = line[:-2].split(_FIELD) if stored else line[1:-2].split(_FIELD)
+                    if (
+                        _SHAPE in line
+                        or len(row) != fields_after_id + stored
+                        or line[-2:] != "\r\n"
+                    ):
                         add(self._shaped(uow.conn, request, call_id))
+                        continue
+                    if stored:
+                        add(row)
                         continue
                     digest = seed()
                     digest.update(call_id.encode())

@@ -449,6 +449,10 @@ calls = Table(
     Column("source", String(8), nullable=False),
     # Postpaid overage: the month-end invoice that billed this call.
     Column("invoice_id", ID),
+    # The ended call's PSTN report line, written when it ends, and where the other party's
+    # number ends in it when masking can cut its last digits (domain/report_line.py).
+    Column("report_line", Text),
+    Column("report_mask_at", Integer),
     CheckConstraint("status IN ('active', 'ended', 'denied')", name="status_known"),
     CheckConstraint("charge_micros >= 0 AND reserved_micros >= 0", name="money_not_negative"),
     Index("ix_calls_org_id_start_time", "org_id", "start_time"),

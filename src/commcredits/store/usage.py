@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 from sqlalchemy.engine import Dialect
 
 from commcredits.domain.money import from_micros, to_micros
+from commcredits.domain.report_line import pstn_line
 from commcredits.domain.usage import CallRecord, SmsRecord
 from commcredits.store.database import driver_time
 from commcredits.store.tables import calls, pool_usage, rate_tables, sms_messages
@@ -37,7 +38,13 @@ def _call_values(call: CallRecord) -> dict[str, Any]:
     for field in _TEXT_DECIMALS:
         value = values[field]
         values[field] = None if value is None else format(value, "f")
+    values["report_line"], values["report_mask_at"] = _report(call)
     return values
+
+
+def _report(call: CallRecord) -> tuple[str, int | None] | tuple[None, None]:
+    """The report line an ended call is stored with (``domain.report_line``)."""
+    return pstn_line(call) or (None, None)
 
 
 def _text(value: Decimal | None) -> str | None:
@@ -49,6 +56,7 @@ def _stored_row(
 ) -> dict[str, Any]:
     """A call as the driver stores it: what :func:`_call_values` and the column types make of
     it, in one step (the live writer inserts hundreds per commit)."""
+    line, mask_at = _report(r)
     return {
         "org_id": r.org_id,
         "call_id": r.call_id,
@@ -89,6 +97,8 @@ def _stored_row(
         "reservation_expires_at": time(r.reservation_expires_at),
         "source": r.source,
         "invoice_id": r.invoice_id,
+        "report_line": line,
+        "report_mask_at": mask_at,
     }
 
 
@@ -103,7 +113,10 @@ def _call(row: Row[Any]) -> CallRecord:
 
 # Built once: the call-control hot path runs these for every request, and building a
 # statement costs more than executing it.
-_GET_CALL = select(calls).where(
+# A record's columns: the report line is written with the call, never read back into it.
+_REPORT_COLUMNS = ("report_line", "report_mask_at")
+_RECORD_COLUMNS = tuple(c for c in calls.c if c.name not in _REPORT_COLUMNS)
+_GET_CALL = select(*_RECORD_COLUMNS).where(
     calls.c.org_id == bindparam("k_org"), calls.c.call_id == bindparam("k_call")
 )
 _SAVE_CALL = (
@@ -125,8 +138,9 @@ _LIVE_COLUMNS = (
     "end_time",
     "duration_seconds",
     "reservation_expires_at",
+    *_REPORT_COLUMNS,
 )
-_GET_CALLS = select(calls).where(
+_GET_CALLS = select(*_RECORD_COLUMNS).where(
     calls.c.org_id == bindparam("k_org"), calls.c.call_id.in_(bindparam("k_calls", expanding=True))
 )
 _POOL_USAGE = select(pool_usage.c.pool, pool_usage.c.used, pool_usage.c.reserved).where(
@@ -286,6 +300,7 @@ class CallRepository:
                 "end_time": sql.time(r.end_time),
                 "duration_seconds": r.duration_seconds,
                 "reservation_expires_at": sql.time(r.reservation_expires_at),
+                **dict(zip(_REPORT_COLUMNS, _report(r), strict=True)),
             }
             for old, r in changes
         ]
