@@ -78,6 +78,14 @@ def _maskable(number: str) -> bool:
     return len(number) >= MASK_MIN_LENGTH and tail.isascii() and tail.isdigit()
 
 
+def _utc_text(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return f"{value.isoformat(timespec='seconds')[:19]}Z"
+
+
 def pstn_line(call: CallRecord) -> tuple[str, int | None] | None:
     """The ended call's report line, and where the other party's number ends in it (a
     character offset: the number is ``line[:end]``'s tail) when masking it is cutting its
@@ -86,47 +94,30 @@ def pstn_line(call: CallRecord) -> tuple[str, int | None] | None:
     if call.status != "ended":
         return None
     inbound = call.call_type.endswith("_in")
-    external = call.external_country
+    external = call.external_country or ""
     currency = call.currency
     domestic = call.domestic
-    head = (
-        call.call_id,
-        call.conference_id,
-        call.user_location,
-        call.user_id,
-        call.upn,
-        call.display_name,
+    duration = call.duration_seconds
+    # One f-string per part: None is written as nothing (text is never None-like otherwise).
+    caller = (
+        f"{usage_id(call.org_id, call.call_id)}{FIELD}{call.call_id}"
+        f"{FIELD}{call.conference_id or ''}{FIELD}{call.user_location or ''}"
+        f"{FIELD}{call.user_id or ''}{FIELD}{call.upn or ''}{FIELD}{call.display_name or ''}"
+        f"{FIELD}{call.from_number}"
     )
-    middle = (
-        call.call_type,
-        "Inbound" if inbound else "Outbound",
-        call.number_type,
-        "" if domestic is None else "Domestic" if domestic else "International",
-        country_name(external) if external else "",
-    )
-    tail = (
-        external,
-        iso_time(call.start_time),
-        iso_time(call.end_time),
-        call.duration_seconds,
-        money_text(to_micros(call.connection_fee_charged), currency),
-        money_text(to_micros(call.charge), currency),
-        currency,
-        call.capability,
-    )
-    before_caller = usage_id(call.org_id, call.call_id) + "".join(
-        FIELD if value is None else f"{FIELD}{value}" for value in head
-    )
-    caller = f"{before_caller}{FIELD}{call.from_number}"
     through_destination = (
-        caller
-        + "".join(FIELD if value is None else f"{FIELD}{value}" for value in middle)
-        + f"{FIELD}{call.to_number}"
+        f"{caller}{FIELD}{call.call_type}{FIELD}{'Inbound' if inbound else 'Outbound'}"
+        f"{FIELD}{call.number_type or ''}"
+        f"{FIELD}{'' if domestic is None else 'Domestic' if domestic else 'International'}"
+        f"{FIELD}{country_name(external) if external else ''}{FIELD}{call.to_number}"
     )
     line = (
-        through_destination
-        + "".join(FIELD if value is None else f"{FIELD}{value}" for value in tail)
-        + "\r\n"
+        f"{through_destination}{FIELD}{external}"
+        f"{FIELD}{_utc_text(call.start_time)}{FIELD}{_utc_text(call.end_time)}"
+        f"{FIELD}{'' if duration is None else duration}"
+        f"{FIELD}{money_text(to_micros(call.connection_fee_charged), currency)}"
+        f"{FIELD}{money_text(to_micros(call.charge), currency)}"
+        f"{FIELD}{currency}{FIELD}{call.capability or ''}\r\n"
     )
     party = call.from_number if inbound else call.to_number
     if not _maskable(party):
