@@ -70,6 +70,8 @@ def test_sqlite_runs_in_wal_mode_with_full_synchronous_writes(tmp_path: Path) ->
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        # 64 MB of pages per connection, not SQLite's 2 MB (store/database.py).
+        assert connection.exec_driver_sql("PRAGMA cache_size").scalar() == -65_536
     engine.dispose()
 
 

@@ -39,6 +39,11 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_CACHE_KIB = 65_536
+"""Pages each SQLite connection may keep in memory (64 MB; SQLite's default is 2 MB): a
+million-call batch or export walks indexes far larger than 2 MB, and every page missed is
+read again from the file, or spilled to the WAL mid-transaction. Memory is taken only as
+pages are read."""
 
 
 def create_store_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -69,6 +74,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
