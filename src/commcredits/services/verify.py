@@ -90,11 +90,6 @@ def _ordered(
     return _Rows(result)
 
 
-def verify_org(store: Store, org_id: str) -> tuple[list[Mismatch], OrgTotals]:
-    problems, totals = verify_ledger(store, org_id)
-    return problems, totals[0] if totals else OrgTotals(org_id, ZERO, ZERO, ZERO, ZERO)
-
-
 def verify_ledger(
     store: Store, org_id: str | None = None
 ) -> tuple[list[Mismatch], list[OrgTotals]]:
