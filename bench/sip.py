@@ -65,6 +65,8 @@ CONFIG = ROOT / "integrations" / "kamailio" / "kamailio.cfg"
 SCENARIOS = ROOT / "tests" / "sip" / "scenarios"
 TARGET_RATE = 500
 HOLD_MS = 1_000
+SECONDS = 10
+"""How long each load is offered: ten seconds of calls at the rate (5,000 calls at 500/s)."""
 USERS = 200
 SERVE_WORKERS = 2
 """``commcredits serve --workers``: one per core. More only share the same two cores with
@@ -383,7 +385,7 @@ def run(*, quick: bool, say: Callable[..., Any]) -> list[Figure]:
         )
         return []
     rate = _setting("BENCH_SIP_RATE", TARGET_RATE)
-    calls = rate * (4 if quick else 20)
+    calls = rate * (4 if quick else SECONDS)
     keep = os.environ.get("BENCH_SIP_KEEP", "").strip()
     if keep:
         shutil.rmtree(keep, ignore_errors=True)
@@ -405,7 +407,7 @@ def run(*, quick: bool, say: Callable[..., Any]) -> list[Figure]:
             if caused:
                 # What commcredits sustains: the rate it decided, less a fifth for the bursts.
                 rate_below = max(10, int(asking.rate * 0.8) // 10 * 10)
-                calls_below = rate_below * (4 if quick else 20)
+                calls_below = rate_below * (4 if quick else SECONDS)
                 say(f"  {calls_below:,} calls offered at {rate_below}/s, commcredits deciding")
                 lower = (
                     rate_below,

@@ -79,11 +79,31 @@ def _maskable(number: str) -> bool:
 
 
 def _utc_text(value: datetime | None) -> str:
+    """:func:`iso_time` for a call's times, in the fewest steps (a million-call batch writes
+    two per call)."""
     if value is None:
         return ""
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return f"{value.isoformat(timespec='seconds')[:19]}Z"
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (  # noqa: UP031 - faster than format()
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+    )
+
+
+class _Zero(dict[str, str]):
+    """Zero in each currency, as shown: most calls cost nothing."""
+
+    def __missing__(self, currency: str) -> str:
+        self[currency] = text = money_text(0, currency)
+        return text
+
+
+_ZERO: Final = _Zero()
 
 
 def pstn_line(call: CallRecord) -> tuple[str, int | None] | None:
@@ -98,6 +118,7 @@ def pstn_line(call: CallRecord) -> tuple[str, int | None] | None:
     currency = call.currency
     domestic = call.domestic
     duration = call.duration_seconds
+    fee, charge = call.connection_fee_charged, call.charge
     # One f-string per part: None is written as nothing (text is never None-like otherwise).
     caller = (
         f"{usage_id(call.org_id, call.call_id)}{FIELD}{call.call_id}"
@@ -115,8 +136,8 @@ def pstn_line(call: CallRecord) -> tuple[str, int | None] | None:
         f"{through_destination}{FIELD}{external}"
         f"{FIELD}{_utc_text(call.start_time)}{FIELD}{_utc_text(call.end_time)}"
         f"{FIELD}{'' if duration is None else duration}"
-        f"{FIELD}{money_text(to_micros(call.connection_fee_charged), currency)}"
-        f"{FIELD}{money_text(to_micros(call.charge), currency)}"
+        f"{FIELD}{money_text(to_micros(fee), currency) if fee else _ZERO[currency]}"
+        f"{FIELD}{money_text(to_micros(charge), currency) if charge else _ZERO[currency]}"
         f"{FIELD}{currency}{FIELD}{call.capability or ''}\r\n"
     )
     party = call.from_number if inbound else call.to_number
