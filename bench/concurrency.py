@@ -196,7 +196,7 @@ def _databases(folder: Path, say: Callable[..., Any]) -> Iterator[list[tuple[str
 
 
 def run(*, quick: bool = False, say: Callable[..., Any] = print) -> list[Figure]:
-    seconds = 1.5 if quick else 3.0
+    seconds = 1.5 if quick else 2.0
     counts = [1, 2, 4, 8, 16, 32, 64, 128]
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="bench-concurrency-") as tmp:
