@@ -6,28 +6,29 @@ through the whole ASGI app in-process (Litestar's test client; no network). Targ
 300 ms. Baseline: the sign-in page, which reads nothing from the database (the framework,
 middleware and template cost on this machine).
 
-The calls are inserted straight into ``calls`` (as in the reports benchmark); the users go
-through the directory's CSV import, like an admin's upload.
+The calls are those of the reports benchmark (stored straight through the call repository, one
+database built once per run and copied here); the users go through the directory's CSV import,
+like an admin's upload.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from litestar.testing import TestClient
 
 from bench.report import Figure
-from bench.reports import NOW, _fill
+from bench.reports import calls_database, settings
 from commcredits.api.app import create_app
 from commcredits.app import build
 from commcredits.services.credits import NewOrder
-from commcredits.services.orgs import NewOrganization
-from commcredits.settings import Settings
 
 TARGET_MS = 300.0
 PASSWORD = "bench console password"
@@ -74,24 +75,22 @@ def run(*, quick: bool, say: Callable[..., Any]) -> list[Figure]:
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        container = build(
-            Settings(
-                database_url=f"sqlite:///{folder / 'bench.db'}",
-                clock="simulated",
-                clock_start=NOW,
-                sandbox_journal=None,
-                mail_spool_dir=folder / "mail",
-            )
-        )
+        # The reports suite's million calls (built once per run), copied: this suite writes.
+        shared, org_id = calls_database(count, say)
+        with (
+            closing(sqlite3.connect(shared)) as source,
+            closing(sqlite3.connect(folder / "bench.db")) as copy,
+        ):
+            source.backup(copy)
+        container = build(settings(folder / "bench.db"))
         try:
-            org = container.orgs.create(NewOrganization("Bench", "DE", "EUR", "prepaid"))
+            org = container.orgs.get(org_id)
             method = container.credits.add_agreement(org.id, "EA-BENCH")
             for _ in range(12):
                 container.credits.place_order(org.id, NewOrder("100.00", method.id))
             container.orgs.add_admin(org.id, "pat@contoso.com", "Pat", ["global_admin"])
             container.signin.set_password(org.id, "pat@contoso.com", PASSWORD)
             someone = _users(container, org.id, users, say)
-            _fill(container, org.id, count, say)
             session = container.signin.sign_in("pat@contoso.com", PASSWORD)
             base = f"/console/orgs/{org.id}"
             user_id = container.directory.get_user(org.id, someone).id
