@@ -103,7 +103,8 @@ class _Zero(dict[str, str]):
         return text
 
 
-_ZERO: Final = _Zero()
+ZERO_TEXT: Final = _Zero()
+"""Zero as :func:`money_text` writes it, by currency."""
 
 
 def pstn_line(call: CallRecord) -> tuple[str, int | None] | None:
@@ -136,8 +137,8 @@ def pstn_line(call: CallRecord) -> tuple[str, int | None] | None:
         f"{through_destination}{FIELD}{external}"
         f"{FIELD}{_utc_text(call.start_time)}{FIELD}{_utc_text(call.end_time)}"
         f"{FIELD}{'' if duration is None else duration}"
-        f"{FIELD}{money_text(to_micros(fee), currency) if fee else _ZERO[currency]}"
-        f"{FIELD}{money_text(to_micros(charge), currency) if charge else _ZERO[currency]}"
+        f"{FIELD}{money_text(to_micros(fee), currency) if fee else ZERO_TEXT[currency]}"
+        f"{FIELD}{money_text(to_micros(charge), currency) if charge else ZERO_TEXT[currency]}"
         f"{FIELD}{currency}{FIELD}{call.capability or ''}\r\n"
     )
     party = call.from_number if inbound else call.to_number

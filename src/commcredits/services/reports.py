@@ -56,7 +56,7 @@ from commcredits.adapters.clock import Clock
 from commcredits.domain.countries import country_name
 from commcredits.domain.errors import InvalidRequest, RuleViolation
 from commcredits.domain.report_line import FIELD as _FIELD
-from commcredits.domain.report_line import iso_time, money_text, usage_id
+from commcredits.domain.report_line import ZERO_TEXT, iso_time, money_text, usage_id
 from commcredits.domain.report_line import places as _places
 from commcredits.services.calls import Calls
 from commcredits.services.orgs import get_org, mask_numbers_setting
@@ -402,14 +402,6 @@ def _instant(value: datetime | str) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-class _Zeros(dict[str, str]):
-    """Zero in each currency, as shown: most calls cost nothing, so this is the hot case."""
-
-    def __missing__(self, currency: str) -> str:
-        self[currency] = text = money_text(0, currency)
-        return text
-
-
 # -- queries ---------------------------------------------------------------------------------
 
 
@@ -521,7 +513,7 @@ def _pstn_rows(request: ReportRequest, raw: Iterable[Sequence[Any]]) -> list[Row
     # Keys 1 and 0 are the same as True and False: SQLite's raw booleans find them too.
     domestic_label = {True: "Domestic", False: "International", None: None}
     time_text, money, blake2b = iso_time, money_text, hashlib.blake2b
-    zero = _Zeros()
+    zero = ZERO_TEXT
     rows: list[Row] = []
     add = rows.append
     for (
