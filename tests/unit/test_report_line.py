@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from commcredits.domain.report_line import (
     FIELD,
-    _utc_text,
     iso_time,
     money_text,
     pstn_line,
@@ -134,7 +133,12 @@ def test_the_mask_offset_is_given_only_where_cutting_the_last_digits_masks_the_n
     )
 )
 def test_times_are_written_as_a_page_writes_them(value: datetime) -> None:
-    assert _utc_text(value) == iso_time(value)
+    """UTC ISO 8601 to the second, whatever zone the time was given in."""
+    expected = value.astimezone(UTC).isoformat(timespec="seconds")[:19] + "Z"
+    assert iso_time(value) == expected
+    found = pstn_line(replace(CALL, start_time=value, end_time=None, duration_seconds=None))
+    assert found is not None
+    assert _fields(found[0])[15:17] == [expected, ""]
 
 
 @given(st.integers(-(10**15), 10**15), st.sampled_from(["EUR", "USD", "BHD", "JPY"]))

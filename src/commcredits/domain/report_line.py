@@ -50,7 +50,15 @@ def iso_time(value: datetime | str | None) -> str | None:
         return f"{value[:10]}T{value[11:19]}Z"
     if value.tzinfo is not None and value.utcoffset():
         value = value.astimezone(UTC)
-    return value.isoformat(timespec="seconds")[:19] + "Z"
+    # %-formatting: a million-call batch writes two times per call, and this is the fastest.
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (  # noqa: UP031
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+    )
 
 
 @cache
@@ -76,23 +84,6 @@ def money_text(micros: int, currency: str) -> str:
 def _maskable(number: str) -> bool:
     tail = number[-MASK_MAX_DIGITS:]
     return len(number) >= MASK_MIN_LENGTH and tail.isascii() and tail.isdigit()
-
-
-def _utc_text(value: datetime | None) -> str:
-    """:func:`iso_time` for a call's times, in the fewest steps (a million-call batch writes
-    two per call)."""
-    if value is None:
-        return ""
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (  # noqa: UP031 - faster than format()
-        value.year,
-        value.month,
-        value.day,
-        value.hour,
-        value.minute,
-        value.second,
-    )
 
 
 class _Zero(dict[str, str]):
@@ -135,7 +126,7 @@ def pstn_line(call: CallRecord) -> tuple[str, int | None] | None:
     )
     line = (
         f"{through_destination}{FIELD}{external}"
-        f"{FIELD}{_utc_text(call.start_time)}{FIELD}{_utc_text(call.end_time)}"
+        f"{FIELD}{iso_time(call.start_time)}{FIELD}{iso_time(call.end_time) or ''}"
         f"{FIELD}{'' if duration is None else duration}"
         f"{FIELD}{money_text(to_micros(fee), currency) if fee else ZERO_TEXT[currency]}"
         f"{FIELD}{money_text(to_micros(charge), currency) if charge else ZERO_TEXT[currency]}"
