@@ -126,6 +126,26 @@ def test_a_week_of_calls_imported_in_one_batch_is_seven_days_of_spend(
     assert advice.runway.days_until_empty == 193
 
 
+@pytest.mark.parametrize("late", [False, True], ids=["debited-then", "imported-today"])
+@pytest.mark.usefixtures("ledger_checked")
+def test_a_history_older_than_the_basis_is_cut_to_90_days(container: Container, late: bool) -> None:
+    """A first call 120 days ago, then quiet until ten days of 10.00: the basis is the last
+    90 days whole (80 of them without spend), not the ten busy days, whether that first call
+    was debited 120 days ago or only imported today from a batch of old CDRs."""
+    org_id, _ = _org(container, "1000.00", PAYG)
+    began = container.clock.now()
+    if late:
+        _charge_days(container, org_id, [0] * 110 + [2] * 10)
+        old = CdrRecord("old", "user_out", ANN, ANN_NUMBER, US_FIXED, began, 60)
+        assert container.calls.import_cdrs(org_id, [old])[0].status == "charged"
+    else:
+        _charge_days(container, org_id, [1] + [0] * 109 + [2] * 10)
+    advice = _advisor(container).advice(org_id).advice
+    assert advice.basis_days == 90
+    assert advice.basis_from == (began + timedelta(days=30)).date()
+    assert advice.daily_spend_mean == D("100.00") / 90
+
+
 @pytest.mark.usefixtures("ledger_checked")
 def test_an_organization_without_usage_gets_the_minimums(container: Container) -> None:
     org_id, _ = _org(container, "50.00", PAYG)

@@ -131,37 +131,47 @@ def _used_at() -> tuple[Any, Any]:
     return joined, at
 
 
-def _daily_usage(conn: Connection, org_id: str, since: datetime) -> dict[date, Decimal]:
+def _daily_usage(
+    conn: Connection, org_id: str, since: datetime
+) -> tuple[dict[date, Decimal], date | None]:
     """Usage debits per UTC day of the usage itself (see :func:`_used_at`) from ``since``
-    (debits are negative entries)."""
+    (debits are negative entries), and the first day of the usage history as far as the basis
+    can see it: ``since``'s day when the organization was debited for usage before ``since``
+    (the basis never reaches further back), else the day of the earliest usage debited since
+    (a late batch may date it before ``since``), None when there is none. Both read only the
+    window's entries and one index probe before it: the history before the window can be years
+    of entries, and the forecast job asks every organization every day."""
     joined, at = _used_at()
+    entries = ledger_entries.c
+    older = conn.execute(
+        select(entries.seq)
+        .where(entries.org_id == org_id, entries.kind == "usage", entries.at < since)
+        .limit(1)
+    ).first()
     micros: dict[date, int] = defaultdict(int)
+    first: datetime | None = None
     rows = conn.execute(
-        select(type_coerce(at, UTCDateTime()), ledger_entries.c.amount_micros)
+        select(type_coerce(at, UTCDateTime()), entries.amount_micros)
         .select_from(joined)
         .where(
-            ledger_entries.c.org_id == org_id,
-            ledger_entries.c.kind == "usage",
+            entries.org_id == org_id,
+            entries.kind == "usage",
             # A debit comes after the usage it pays for: the index narrows, the time decides.
-            ledger_entries.c.at >= since,
+            entries.at >= since,
         )
     )
     for used, amount in rows:
         used = as_utc(used)
-        if used is not None and used >= since:
+        if used is None:
+            continue
+        if first is None or used < first:
+            first = used
+        if used >= since:
             micros[used.date()] -= amount
-    return {day: from_micros(total) for day, total in micros.items()}
-
-
-def _first_usage(conn: Connection, org_id: str) -> date | None:
-    joined, at = _used_at()
-    first = conn.execute(
-        select(type_coerce(func.min(at), UTCDateTime()))
-        .select_from(joined)
-        .where(ledger_entries.c.org_id == org_id, ledger_entries.c.kind == "usage")
-    ).scalar_one_or_none()
-    first = as_utc(first)
-    return first.date() if first is not None else None
+    spend = {day: from_micros(total) for day, total in micros.items()}
+    if older is not None:
+        return spend, since.date()
+    return spend, first.date() if first is not None else None
 
 
 def _midnight(day: date) -> datetime:
@@ -195,13 +205,14 @@ class Advisor:
         since = _midnight(now.date() - timedelta(days=method.BASIS_MAX_DAYS))
         repo = CreditRepository(uow.conn)
         account = repo.account(org.id)
+        spend, first_day = _daily_usage(uow.conn, org.id, since)
         result = method.advise(
-            _daily_usage(uow.conn, org.id, since),
+            spend,
             repo.lots_with_money(org.id),
             now,
             org.currency,
             minimum_deposit=self.minimum_deposit,
-            first_day=_first_usage(uow.conn, org.id),
+            first_day=first_day,
         )
         enabled = account is not None and account.auto_recharge.enabled
         return FundingAdvice(org=org, advice=result, auto_recharge=enabled, at=now)
