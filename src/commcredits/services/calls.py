@@ -13,7 +13,9 @@ Live call control (authorize, usage, end) is applied in batches by one writer pe
 many requests, one durable commit, every caller answered only once its request is on disk.
 ``authorize_async``, ``usage_async`` and ``end_async`` queue a request and return a future at
 once, so one caller (a switch with hundreds of calls on one connection) can keep many calls in
-flight; each future is answered exactly as the blocking method would answer.
+flight; each future is answered exactly as the blocking method would answer. ``authorize_to``,
+``usage_to`` and ``end_to`` answer the caller's own reply instead of a future (the HTTP
+server's, see :mod:`commcredits.api.replies`).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from commcredits.services.calls_model import (
     rate_of,
 )
 from commcredits.services.credits import Credits
-from commcredits.services.group_commit import GroupCommitter
+from commcredits.services.group_commit import GroupCommitter, Reply
 from commcredits.services.orgs import get_org
 from commcredits.services.rating import Rating
 from commcredits.store.database import Store, UnitOfWork, retrying
@@ -355,82 +357,60 @@ class Calls:
         again shortly rather than refused; requests for that call submitted meanwhile find no
         call yet (``call_not_found``), so a caller that may meet this waits for the future
         before it reports usage or the end."""
-        answer: Future[CallRecord] = Future()
-        answer.set_running_or_notify_cancel()
-        deadline = time.monotonic() + self.recharge_wait_seconds
-
-        def ask() -> None:
-            try:
-                self._check_call_id(request.call_id)
-                wait = time.monotonic() < deadline
-                pending = self.committer.submit(Authorize(org_id, request, wait))
-            except BaseException as exc:
-                answer.set_exception(exc)
-                return
-            pending.add_done_callback(decided)
-
-        def decided(pending: Future[tuple[CallRecord | None, CreditOrder | None]]) -> None:
-            error = pending.exception()
-            if error is not None:
-                answer.set_exception(error)
-                return
-            record, order = pending.result()
-            if record is None:
-                # A recharge is on its way (see authorize): decide again shortly.
-                self._later(ask_again)
-            else:
-                self._settle_future(answer, record, order)
-
-        def ask_again() -> None:
-            time.sleep(RECHARGE_POLL_SECONDS)
-            ask()
-
-        ask()
-        return answer
+        return _future(lambda reply: self.authorize_to(org_id, request, reply))
 
     def usage_async(self, org_id: str, call_id: str, used_seconds: int) -> Future[int]:
         """:meth:`usage` without waiting: the future holds the seconds granted."""
-        if error := check_seconds(used_seconds, "used_seconds"):
-            return _failed(error)
-        return self._answer(self.committer.submit(Usage(org_id, call_id, used_seconds)))
+        return _future(lambda reply: self.usage_to(org_id, call_id, used_seconds, reply))
 
     def end_async(
         self, org_id: str, call_id: str, duration_seconds: int, end_time: datetime | None = None
     ) -> Future[CallRecord]:
         """:meth:`end` without waiting: the future holds the ended call record."""
+        return _future(
+            lambda reply: self.end_to(org_id, call_id, duration_seconds, end_time, reply)
+        )
+
+    # The same three with the caller's own reply (see group_commit.Reply): what the future of
+    # the methods above would hold is set on it instead, from the writer thread (or, after a
+    # recharge the request started, from a follow-up thread once it is paid).
+
+    def authorize_to(self, org_id: str, request: CallRequest, reply: Reply) -> None:
+        _Decided(self, org_id, request, reply, time.monotonic() + self.recharge_wait_seconds).ask()
+
+    def usage_to(self, org_id: str, call_id: str, used_seconds: int, reply: Reply) -> None:
+        if error := check_seconds(used_seconds, "used_seconds"):
+            reply.set_exception(error)
+            return
+        self.committer.send(Usage(org_id, call_id, used_seconds), _Settled(self, reply))
+
+    def end_to(
+        self,
+        org_id: str,
+        call_id: str,
+        duration_seconds: int,
+        end_time: datetime | None,
+        reply: Reply,
+    ) -> None:
         if error := check_seconds(duration_seconds, "duration_seconds"):
-            return _failed(error)
-        return self._answer(self.committer.submit(End(org_id, call_id, duration_seconds, end_time)))
+            reply.set_exception(error)
+            return
+        self.committer.send(End(org_id, call_id, duration_seconds, end_time), _Settled(self, reply))
 
-    def _answer(self, pending: Future[tuple[T, CreditOrder | None]]) -> Future[T]:
-        """The future of what the caller asked for, once a recharge the request started (if
-        any) is paid, as the blocking methods do."""
-        answer: Future[T] = Future()
-        answer.set_running_or_notify_cancel()
-
-        def done(pending: Future[tuple[T, CreditOrder | None]]) -> None:
-            error = pending.exception()
-            if error is not None:
-                answer.set_exception(error)
-            else:
-                value, order = pending.result()
-                self._settle_future(answer, value, order)
-
-        pending.add_done_callback(done)
-        return answer
-
-    def _settle_future(self, answer: Future[T], value: T, order: CreditOrder | None) -> None:
+    def _settle_reply(self, reply: Reply, value: Any, order: CreditOrder | None) -> None:
+        """Answer ``value``, after paying the recharge the request started (if any), as the
+        blocking methods do."""
         if order is None:
-            answer.set_result(value)
+            reply.set_result(value)
             return
 
         def pay() -> None:
             try:
                 self.credits.pay_if_started(order)
             except BaseException as exc:
-                answer.set_exception(exc)
+                reply.set_exception(exc)
             else:
-                answer.set_result(value)
+                reply.set_result(value)
 
         self._later(pay)
 
@@ -767,7 +747,66 @@ class Calls:
         return [(key, sizes.get(key, 0), used.get(key, 0)) for key in keys]
 
 
-def _failed(error: BaseException) -> Future[Any]:
+def _future(send: Callable[[Reply], None]) -> Future[Any]:
+    """A running future that ``send`` answers."""
     future: Future[Any] = Future()
-    future.set_exception(error)
+    future.set_running_or_notify_cancel()
+    send(future)
     return future
+
+
+class _Settled:
+    """The writer's ``(value, order)`` passed on to the caller's reply as ``value``, once the
+    recharge the request started (if any) is paid."""
+
+    __slots__ = ("calls", "reply")
+
+    def __init__(self, calls: Calls, reply: Reply):
+        self.calls = calls
+        self.reply = reply
+
+    def set_result(self, outcome: tuple[Any, CreditOrder | None]) -> None:
+        value, order = outcome
+        self.calls._settle_reply(self.reply, value, order)
+
+    def set_exception(self, exception: BaseException) -> None:
+        self.reply.set_exception(exception)
+
+
+class _Decided:
+    """One authorization in flight: asks the writer, and asks again shortly while only a
+    recharge on its way could pay for the call (see :meth:`Calls.authorize`)."""
+
+    __slots__ = ("calls", "deadline", "org_id", "reply", "request")
+
+    def __init__(
+        self, calls: Calls, org_id: str, request: CallRequest, reply: Reply, deadline: float
+    ):
+        self.calls = calls
+        self.org_id = org_id
+        self.request = request
+        self.reply = reply
+        self.deadline = deadline
+
+    def ask(self) -> None:
+        try:
+            self.calls._check_call_id(self.request.call_id)
+            wait = time.monotonic() < self.deadline
+            self.calls.committer.send(Authorize(self.org_id, self.request, wait), self)
+        except BaseException as exc:
+            self.reply.set_exception(exc)
+
+    def set_result(self, outcome: tuple[CallRecord | None, CreditOrder | None]) -> None:
+        record, order = outcome
+        if record is None:
+            # A recharge is on its way (see authorize): decide again shortly.
+            self.calls._later(self._ask_again)
+        else:
+            self.calls._settle_reply(self.reply, record, order)
+
+    def set_exception(self, exception: BaseException) -> None:
+        self.reply.set_exception(exception)
+
+    def _ask_again(self) -> None:
+        time.sleep(RECHARGE_POLL_SECONDS)
+        self.ask()

@@ -19,6 +19,8 @@ A caller may have many requests in flight: :meth:`GroupCommitter.submit` queues 
 returns a :class:`~concurrent.futures.Future` at once, answered after the same durable commit
 as :meth:`GroupCommitter.run` would be. A switch with hundreds of calls on one connection keeps
 them all going without a thread each, and the writer gets full batches from few callers.
+:meth:`GroupCommitter.send` does the same with any :class:`Reply` the caller brings: the HTTP
+server's replies wake its event loop once per batch rather than once per answer.
 
 Where writers take turns (several processes on one SQLite file, see
 :class:`~commcredits.store.database.WriteLock`), the writer waits for its turn before it closes
@@ -37,7 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
@@ -55,31 +57,41 @@ A request refused by a rule answers ``(False, error)`` and leaves no trace; an e
 escapes means the batch as a whole could not be written."""
 
 
+class Reply(Protocol):
+    """Where the writer puts one request's answer once it is durable: a
+    :class:`~concurrent.futures.Future`, or anything else with its two setters. Called on the
+    writer thread, so they must be quick and must not wait for another request."""
+
+    def set_result(self, result: Any, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
 class _Request(Generic[Op]):
     """One queued request and its answer. A waiting caller waits on a plain lock the writer
     releases once the answer is durable (cheaper than a Future for one waiter); a caller that
-    submitted gets its answer through the request's Future instead."""
+    submitted or sent gets its answer through its reply instead."""
 
-    __slots__ = ("_done", "error", "future", "op", "result")
+    __slots__ = ("_done", "error", "op", "reply", "result")
 
-    def __init__(self, op: Op, future: Future[Any] | None = None):
+    def __init__(self, op: Op, reply: Reply | None = None):
         self.op = op
         self.result: Any = None
         self.error: BaseException | None = None
-        self.future = future
+        self.reply = reply
         self._done: threading.Lock | None = None
-        if future is None:
+        if reply is None:
             self._done = threading.Lock()
             self._done.acquire()
 
     def answer(self, ok: bool, value: Any) -> None:
-        future = self.future
-        if future is not None:
-            # Callbacks run here, on the writer: they must be quick (see submit).
+        reply = self.reply
+        if reply is not None:
+            # Runs here, on the writer: it must be quick (see Reply).
             if ok:
-                future.set_result(value)
+                reply.set_result(value)
             else:
-                future.set_exception(value)
+                reply.set_exception(value)
             return
         if ok:
             self.result = value
@@ -146,6 +158,12 @@ class GroupCommitter(Generic[Op]):
         future.set_running_or_notify_cancel()  # queued requests cannot be withdrawn
         self._put(_Request(op, future))
         return future
+
+    def send(self, op: Op, reply: Reply) -> None:
+        """:meth:`submit` with the caller's own reply: the writer calls its ``set_result`` or
+        ``set_exception`` once the commit that made ``op`` durable is done, in submission
+        order, on the writer thread (see :class:`Reply`)."""
+        self._put(_Request(op, reply))
 
     def _put(self, request: _Request[Op]) -> None:
         thread = self._thread

@@ -20,6 +20,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from msgspec import Meta, Struct, field
 
 from commcredits.api.call_control import FastRoute
+from commcredits.api.replies import answer
 from commcredits.api.schemas import Request as Body
 from commcredits.api.schemas import UtcTime
 from commcredits.api.support import blocking, container_of
@@ -156,17 +157,18 @@ def _call_request(data: NewCall) -> CallRequest:
 
 
 async def _authorize(calls: Calls, org: str, data: NewCall) -> DecisionOut:
-    return _decision(await asyncio.wrap_future(calls.authorize_async(org, _call_request(data))))
+    request = _call_request(data)
+    return _decision(await answer(lambda reply: calls.authorize_to(org, request, reply)))
 
 
 async def _usage(calls: Calls, org: str, call_id: str, data: Usage) -> GrantOut:
-    granted = await asyncio.wrap_future(calls.usage_async(org, call_id, data.used_seconds))
+    granted = await answer(lambda reply: calls.usage_to(org, call_id, data.used_seconds, reply))
     return GrantOut(granted_seconds=granted)
 
 
 async def _end(calls: Calls, org: str, call_id: str, data: EndCall) -> CallOut:
-    record = await asyncio.wrap_future(
-        calls.end_async(org, call_id, data.duration_seconds, data.end_time)
+    record = await answer(
+        lambda reply: calls.end_to(org, call_id, data.duration_seconds, data.end_time, reply)
     )
     return _call_out(record)
 
@@ -383,7 +385,7 @@ async def _edge_authorize(calls: Calls, data: EdgeCall) -> EdgeDecisionOut:
             org=None,
         )
     org_id, owned_call = routed
-    record = await asyncio.wrap_future(calls.authorize_async(org_id, owned_call))
+    record = await answer(lambda reply: calls.authorize_to(org_id, owned_call, reply))
     return EdgeDecisionOut(**_decision_fields(record), org=org_id)
 
 
