@@ -20,7 +20,8 @@ from commcredits.app import Container, build
 from commcredits.domain.errors import CommcreditsError, NotFound
 from commcredits.domain.usage import CallRecord
 from commcredits.services.calls import CallRequest
-from commcredits.services.calls_live import Authorize, End, Usage
+from commcredits.services.calls_live import Authorize, End, Route, Usage
+from commcredits.services.calls_model import UnknownNumber
 from commcredits.services.group_commit import GroupCommitter, Outcome
 from commcredits.store.database import UnitOfWork
 from tests.conftest import CollectingTransport, assert_ledger_clean, make_settings
@@ -84,6 +85,45 @@ def test_one_batch_answers_each_request_and_a_refused_one_leaves_the_others_alon
     assert (stored.status, stored.charge, stored.reserved) == ("ended", Decimal("5.00"), 0)
     view = container.credits.view(org)
     assert (view.balance, view.reserved) == (Decimal("45.00"), Decimal("0"))
+
+
+def test_the_edge_s_calls_find_their_organizations_in_the_batch(
+    pair: tuple[Container, Container],
+) -> None:
+    """Calls of the many-organization edge name no organization: the writer finds each one
+    from the calling number (the called one for inbound calls) in the batch itself. A number
+    nobody holds is refused alone; the others are decided for their own organizations."""
+    container, _ = pair
+    first, second = _payg_org(container), _payg_org(container)
+    directory = container.directory
+    directory.add_number(first, "+12065550100", "user", "ann@contoso.com", actor="t")
+    directory.add_number(second, "+12065550111", "user", "ann@contoso.com", actor="t")
+    outbound = "user_out", None
+    calls = [
+        CallRequest("e1", *outbound, "+12065550100", "+12065550199"),
+        CallRequest("e2", *outbound, "+12065550177", "+12065550199"),  # nobody's number
+        CallRequest("e3", *outbound, "+1 206 555 0111", "+12065550199"),  # not E.164 as given
+        CallRequest("e4", "user_in", None, "+12065550199", "+12065550100"),
+    ]
+    with container.store.unit_of_work() as uow:
+        outcomes = container.calls.live.write(
+            uow, container.clock.now(), [Route(call) for call in calls]
+        )
+        uow.commit()
+    container.calls.live.committed()
+    (ok1, a), (ok2, unknown), (ok3, b), (ok4, inbound) = outcomes
+    assert (ok1, ok2, ok3, ok4) == (True, False, True, True)
+    assert isinstance(unknown, UnknownNumber)
+    assert unknown.code == "unknown_number"
+    assert [(r[0].org_id, r[0].upn, r[0].decision) for r in (a, b, inbound)] == [
+        (first, "ann@contoso.com", "allow"),
+        (second, "ann@contoso.com", "allow"),
+        (first, "ann@contoso.com", "allow"),
+    ]
+    assert container.calls.get(second, "e3").status == "active"
+    with pytest.raises(NotFound):
+        container.calls.get(first, "e2")
+    assert container.credits.view(first).reserved == Decimal("2.50")  # e1; e4 is inbound, free
 
 
 def test_a_call_ended_by_another_process_is_never_charged_twice(

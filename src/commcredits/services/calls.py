@@ -38,11 +38,18 @@ from commcredits.domain.errors import CommcreditsError, InvalidRequest, NotFound
 from commcredits.domain.licensing import Catalogue
 from commcredits.domain.pools import PoolKey, PoolMember, PoolState, month_of, pool_sizes
 from commcredits.domain.rating import Rate, RateTable, classify, price
-from commcredits.domain.rating_batch import classify_number
 from commcredits.domain.usage import LATEST_START, CallRecord, SmsRecord, check_seconds
 from commcredits.services import notices
 from commcredits.services.account import AccountSession
-from commcredits.services.calls_live import Authorize, End, LiveCalls, LiveOp, Usage
+from commcredits.services.calls_live import (
+    Authorize,
+    End,
+    LiveCalls,
+    LiveOp,
+    Route,
+    Usage,
+    route,
+)
 from commcredits.services.calls_model import (
     CallRequest,
     CdrRecord,
@@ -222,16 +229,8 @@ class Calls:
     def route(self, request: CallRequest) -> tuple[str, CallRequest] | None:
         """The organization (and user) a call belongs to, found from its numbers: the ``from``
         number for outbound call types, the ``to`` number for inbound ones. None: unknown."""
-        inbound = request.call_type.endswith("_in")
-        destination = classify_number(request.to_number if inbound else request.from_number)
-        if destination is None:
-            return None
         with self.store.unit_of_work(read_only=True) as uow:
-            owner = NumberRepository(uow.conn).owner(destination.e164)
-        if owner is None:
-            return None
-        org_id, upn = owner
-        return org_id, replace(request, user=request.user if request.user is not None else upn)
+            return route(uow.conn, [request])[0]
 
     # -- live calls ---------------------------------------------------------------------------
 
@@ -377,6 +376,13 @@ class Calls:
 
     def authorize_to(self, org_id: str, request: CallRequest, reply: Reply) -> None:
         _Decided(self, org_id, request, reply, time.monotonic() + self.recharge_wait_seconds).ask()
+
+    def authorize_routed_to(self, request: CallRequest, reply: Reply) -> None:
+        """:meth:`authorize_to` for whichever organization holds the call's number (see
+        :meth:`route`), found in the writer's batch rather than before it; the record names
+        the organization. A number nobody holds answers
+        :class:`~commcredits.services.calls_model.UnknownNumber`."""
+        _Decided(self, None, request, reply, time.monotonic() + self.recharge_wait_seconds).ask()
 
     def usage_to(self, org_id: str, call_id: str, used_seconds: int, reply: Reply) -> None:
         if error := check_seconds(used_seconds, "used_seconds"):
@@ -775,12 +781,18 @@ class _Settled:
 
 class _Decided:
     """One authorization in flight: asks the writer, and asks again shortly while only a
-    recharge on its way could pay for the call (see :meth:`Calls.authorize`)."""
+    recharge on its way could pay for the call (see :meth:`Calls.authorize`). Without an
+    organization, the writer finds it from the call's number."""
 
     __slots__ = ("calls", "deadline", "org_id", "reply", "request")
 
     def __init__(
-        self, calls: Calls, org_id: str, request: CallRequest, reply: Reply, deadline: float
+        self,
+        calls: Calls,
+        org_id: str | None,
+        request: CallRequest,
+        reply: Reply,
+        deadline: float,
     ):
         self.calls = calls
         self.org_id = org_id
@@ -792,7 +804,12 @@ class _Decided:
         try:
             self.calls._check_call_id(self.request.call_id)
             wait = time.monotonic() < self.deadline
-            self.calls.committer.send(Authorize(self.org_id, self.request, wait), self)
+            op: LiveOp = (
+                Route(self.request, wait)
+                if self.org_id is None
+                else Authorize(self.org_id, self.request, wait)
+            )
+            self.calls.committer.send(op, self)
         except BaseException as exc:
             self.reply.set_exception(exc)
 

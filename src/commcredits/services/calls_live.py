@@ -32,6 +32,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import cast
+
+from sqlalchemy import Connection
 
 from commcredits.domain import charging
 from commcredits.domain.charging import CallFacts, OrgFacts
@@ -41,11 +44,13 @@ from commcredits.domain.errors import CommcreditsError, NotFound
 from commcredits.domain.licensing import Catalogue
 from commcredits.domain.pools import PoolKey, PoolState, month_of
 from commcredits.domain.rating import RateTable, price
+from commcredits.domain.rating_batch import classify_number
 from commcredits.domain.usage import CallRecord
 from commcredits.services import notices
 from commcredits.services.account import AccountSession
 from commcredits.services.calls_model import (
     CallRequest,
+    UnknownNumber,
     evolve,
     month_start,
     new_record,
@@ -76,6 +81,16 @@ class Authorize:
 
 
 @dataclass(frozen=True, slots=True)
+class Route:
+    """A new call of whichever organization holds its number (the many-organization edge):
+    the batch finds the organization (see :func:`route`), then decides it as an
+    :class:`Authorize`. A number nobody holds answers :class:`UnknownNumber`."""
+
+    request: CallRequest
+    wait_for_recharge: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     org_id: str
     call_id: str
@@ -90,7 +105,33 @@ class End:
     end_time: datetime | None = None
 
 
-LiveOp = Authorize | Usage | End
+OrgOp = Authorize | Usage | End
+"""A request of one known organization."""
+LiveOp = OrgOp | Route
+
+
+def route(
+    conn: Connection, requests: Sequence[CallRequest]
+) -> list[tuple[str, CallRequest] | None]:
+    """The organization (and user) each call belongs to, found from its numbers in one query:
+    the ``from`` number for outbound call types, the ``to`` number for inbound ones; the user
+    is the number's when the request names none. None: a number nobody holds, or no number."""
+    numbers: list[str | None] = []
+    for request in requests:
+        inbound = request.call_type.endswith("_in")
+        destination = classify_number(request.to_number if inbound else request.from_number)
+        numbers.append(None if destination is None else destination.e164)
+    owners = NumberRepository(conn).owners(number for number in numbers if number is not None)
+    routed: list[tuple[str, CallRequest] | None] = []
+    for request, number in zip(requests, numbers, strict=True):
+        owner = owners.get(number) if number is not None else None
+        if owner is None:
+            routed.append(None)
+            continue
+        org_id, upn = owner
+        user = request.user if request.user is not None else upn
+        routed.append((org_id, replace(request, user=user)))
+    return routed
 
 
 class LiveCalls:
@@ -164,10 +205,12 @@ class LiveCalls:
         """Apply ``ops`` inside ``uow`` (not committed here): one outcome per op."""
         self._staged = {}
         table_id, rates = self.rates(uow)
-        by_org: dict[str, list[int]] = {}
-        for index, op in enumerate(ops):
-            by_org.setdefault(op.org_id, []).append(index)
         outcomes: list[Outcome] = [(False, None)] * len(ops)
+        routed = self._routed(uow, ops, outcomes)
+        by_org: dict[str, list[int]] = {}
+        for index, op in enumerate(routed):
+            if op is not None:
+                by_org.setdefault(op.org_id, []).append(index)
         # Organizations in a fixed order, so two writers can never wait on each other's locks.
         for org_id in sorted(by_org):
             indexes = by_org[org_id]
@@ -177,11 +220,39 @@ class LiveCalls:
                 for index in indexes:
                     outcomes[index] = (False, exc)
                 continue
-            org.load([ops[index] for index in indexes])
-            for index in indexes:
-                outcomes[index] = org.apply(ops[index])
+            org_ops = [op for index in indexes if (op := routed[index]) is not None]
+            org.load(org_ops)
+            for index, op in zip(indexes, org_ops, strict=True):
+                outcomes[index] = org.apply(op)
             org.flush()
         return outcomes
+
+    @staticmethod
+    def _routed(
+        uow: UnitOfWork, ops: Sequence[LiveOp], outcomes: list[Outcome]
+    ) -> list[OrgOp | None]:
+        """``ops`` with each :class:`Route` turned into the :class:`Authorize` of the
+        organization holding its number (all found in one query), or into None with its
+        outcome set when nobody holds it."""
+        found: list[OrgOp | None] = []
+        routes: list[int] = []
+        for index, op in enumerate(ops):
+            if isinstance(op, Route):
+                routes.append(index)
+                found.append(None)
+            else:
+                found.append(op)
+        if not routes:
+            return found
+        requests = [cast(Route, ops[index]) for index in routes]
+        for index, op, owner in zip(
+            routes, requests, route(uow.conn, [op.request for op in requests]), strict=True
+        ):
+            if owner is None:
+                outcomes[index] = (False, UnknownNumber(op.request.call_id))
+            else:
+                found[index] = Authorize(owner[0], owner[1], op.wait_for_recharge)
+        return found
 
 
 class _Pools:
@@ -264,7 +335,7 @@ class _OrgBatch:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def load(self, ops: Sequence[LiveOp]) -> None:
+    def load(self, ops: Sequence[OrgOp]) -> None:
         """The calls the batch names: remembered ones as they were committed, the others (new
         call ids included, which may exist already) in one query."""
         ids = dict.fromkeys(
@@ -369,7 +440,7 @@ class _OrgBatch:
 
     # -- the requests ---------------------------------------------------------------------------
 
-    def apply(self, op: LiveOp) -> Outcome:
+    def apply(self, op: OrgOp) -> Outcome:
         self.dirty = False
         try:
             if isinstance(op, Authorize):

@@ -11,7 +11,7 @@ from typing import Any
 
 from commcredits.domain import charging
 from commcredits.domain.directory import User
-from commcredits.domain.errors import RuleViolation
+from commcredits.domain.errors import NotFound, RuleViolation
 from commcredits.domain.licensing import Catalogue
 from commcredits.domain.organizations import Organization
 from commcredits.domain.pools import PoolKey
@@ -19,6 +19,15 @@ from commcredits.domain.rating import Rate, classify
 from commcredits.domain.usage import CallRecord
 
 ZERO = Decimal(0)
+
+
+class UnknownNumber(NotFound):
+    """A call of the many-organization edge whose number no organization holds."""
+
+    def __init__(self, call_id: str):
+        super().__init__(
+            f"no organization holds the number of call {call_id!r}", code="unknown_number"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,15 @@ _OWNER = (
     )
     .where(phone_numbers.c.number == bindparam("k_number"))
 )
+_OWNERS = (
+    select(phone_numbers.c.number, phone_numbers.c.org_id, users.c.upn)
+    .select_from(phone_numbers)
+    .outerjoin(
+        users,
+        and_(users.c.org_id == phone_numbers.c.org_id, users.c.id == phone_numbers.c.user_id),
+    )
+    .where(phone_numbers.c.number.in_(bindparam("k_numbers", expanding=True)))
+)
 
 
 class UserRepository:
@@ -324,6 +333,14 @@ class NumberRepository:
         for a number of no user); None when nobody does."""
         row = self.conn.execute(_OWNER, {"k_number": number}).first()
         return (row.org_id, row.upn) if row else None
+
+    def owners(self, numbers: Iterable[str]) -> dict[str, tuple[str, str | None]]:
+        """:meth:`owner` of each number that has one, in one query."""
+        wanted = list(dict.fromkeys(numbers))
+        if not wanted:
+            return {}
+        rows = self.conn.execute(_OWNERS, {"k_numbers": wanted})
+        return {row.number: (row.org_id, row.upn) for row in rows}
 
     def get_any(self, number: str) -> PhoneNumber | None:
         """Across organizations: only to refuse a number that is already taken."""

@@ -28,6 +28,7 @@ from commcredits.domain.errors import NotFound
 from commcredits.domain.money import Money
 from commcredits.domain.usage import MAX_CALL_SECONDS, CallRecord
 from commcredits.services.calls import CallRequest, Calls, CdrRecord, SmsRequest
+from commcredits.services.calls_model import UnknownNumber
 
 AnyRequest = Request[Any, Any, Any]
 P = ParamSpec("P")
@@ -373,8 +374,10 @@ class EdgeEnd(EndCall):
 
 
 async def _edge_authorize(calls: Calls, data: EdgeCall) -> EdgeDecisionOut:
-    routed = await _off_loop(calls.route, _call_request(data))
-    if routed is None:
+    request = _call_request(data)
+    try:
+        record = await answer(lambda reply: calls.authorize_routed_to(request, reply))
+    except UnknownNumber:
         return EdgeDecisionOut(
             call_id=data.call_id,
             decision="deny",
@@ -384,9 +387,7 @@ async def _edge_authorize(calls: Calls, data: EdgeCall) -> EdgeDecisionOut:
             capability=None,
             org=None,
         )
-    org_id, owned_call = routed
-    record = await answer(lambda reply: calls.authorize_to(org_id, owned_call, reply))
-    return EdgeDecisionOut(**_decision_fields(record), org=org_id)
+    return EdgeDecisionOut(**_decision_fields(record), org=record.org_id)
 
 
 async def _edge_org(calls: Calls, call_id: str, org: str | None) -> str:
