@@ -39,10 +39,13 @@ class AccountSession:
     """The account of one organization, locked for the rest of the transaction."""
 
     def __init__(self, uow: UnitOfWork, org_id: str, now: datetime):
-        if not uow.lock_org(org_id):
+        # On SQLite the write transaction is the lock, and reading the row says whether the
+        # organization exists; PostgreSQL locks the row first (see UnitOfWork.lock_org).
+        if uow.dialect == "postgresql" and not uow.lock_org(org_id):
             raise NotFound("no such organization", code="organization_not_found")
         org = OrganizationRepository(uow.conn).get(org_id)
-        assert org is not None
+        if org is None:
+            raise NotFound("no such organization", code="organization_not_found")
         self.org: Organization = org
         self.uow = uow
         self.now = now

@@ -180,9 +180,7 @@ _TAKE_ENTRY_SEQ = (
     update(credit_accounts)
     .where(credit_accounts.c.org_id == bindparam("k_org"))
     .values(entry_seq=credit_accounts.c.entry_seq + bindparam("k_count"))
-)
-_ENTRY_SEQ = select(credit_accounts.c.entry_seq).where(
-    credit_accounts.c.org_id == bindparam("k_org")
+    .returning(credit_accounts.c.entry_seq)
 )
 _SET_REMAINING = (
     update(lots)
@@ -250,8 +248,7 @@ class CreditRepository:
 
     def next_entry_seq(self, org_id: str, count: int) -> int:
         """Reserve ``count`` entry sequence numbers; returns the first."""
-        self.conn.execute(_TAKE_ENTRY_SEQ, {"k_org": org_id, "k_count": count})
-        last = self.conn.execute(_ENTRY_SEQ, {"k_org": org_id}).scalar_one()
+        last = self.conn.execute(_TAKE_ENTRY_SEQ, {"k_org": org_id, "k_count": count}).scalar_one()
         return int(last) - count + 1
 
     def next_invoice_number(self, org_id: str) -> int:

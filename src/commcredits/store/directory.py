@@ -52,6 +52,18 @@ _GET_USER = select(users).where(
 _USER_SKUS = select(user_licenses.c.sku).where(
     user_licenses.c.org_id == bindparam("k_org"), user_licenses.c.user_id == bindparam("k_user")
 )
+# The live-call writer reads the users of every batch: built once, not per batch.
+_GET_USERS = select(users).where(
+    users.c.org_id == bindparam("k_org"),
+    or_(
+        users.c.id.in_(bindparam("k_ids", expanding=True)),
+        users.c.upn.in_(bindparam("k_upns", expanding=True)),
+    ),
+)
+_USERS_SKUS = select(user_licenses.c.user_id, user_licenses.c.sku).where(
+    user_licenses.c.org_id == bindparam("k_org"),
+    user_licenses.c.user_id.in_(bindparam("k_users", expanding=True)),
+)
 
 
 # Built once: the telephony edge finds the owner of a number for every new call.
@@ -190,19 +202,14 @@ class UserRepository:
             return {}
         lowered = {key: key.strip().lower() for key in keys}
         rows = self.conn.execute(
-            select(users).where(
-                users.c.org_id == org_id,
-                or_(users.c.id.in_(keys), users.c.upn.in_(set(lowered.values()))),
-            )
+            _GET_USERS,
+            {"k_org": org_id, "k_ids": keys, "k_upns": list(dict.fromkeys(lowered.values()))},
         ).all()
         if not rows:
             return {}
         skus: dict[str, list[str]] = defaultdict(list)
         for user_id, sku in self.conn.execute(
-            select(user_licenses.c.user_id, user_licenses.c.sku).where(
-                user_licenses.c.org_id == org_id,
-                user_licenses.c.user_id.in_([row.id for row in rows]),
-            )
+            _USERS_SKUS, {"k_org": org_id, "k_users": [row.id for row in rows]}
         ):
             skus[user_id].append(sku)
         by_id = {row.id: row for row in rows}
