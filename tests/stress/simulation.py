@@ -221,7 +221,11 @@ class Simulation:
         self.orgs: list[OrgModel] = []
         self.live: list[Call] = []
         self.calls: dict[str, Call] = {}
+        self.ended: list[Call] = []  # in the order they ended: replays pick from it
+        # Charged CDRs: the list to pick replays from (in order, so a seed replays), the set to
+        # ask whether one was charged (a list scan grew with the run: quadratic over a long one).
         self.cdr_ids: list[tuple[str, str]] = []
+        self.cdr_charged: set[tuple[str, str]] = set()
         self.counter = 0
         self.counts: dict[str, int] = {}
         self.hasher = hashlib.sha256()
@@ -421,6 +425,7 @@ class Simulation:
         record = self.c.calls.end(call.org, call.call_id, duration)
         self.live.remove(call)
         call.ended, call.charge = True, record.charge
+        self.ended.append(call)
         # A call whose switch went quiet longer than the reservation lasts was ended by the job
         # with the seconds it had confirmed: the answer is that record.
         billed = record.duration_seconds or 0
@@ -431,10 +436,9 @@ class Simulation:
         return f"{billed}s charged {record.charge} {record.capability}"
 
     def op_call_replay(self) -> str:
-        ended = [c for c in self.calls.values() if c.ended]
-        if not ended:
+        if not self.ended:
             return "no ended call"
-        call = self.rng.choice(ended)
+        call = self.rng.choice(self.ended)
         again = self.c.calls.end(call.org, call.call_id, self.rng.randint(0, 600))
         record = self.c.calls.authorize(
             call.org, CallRequest(call.call_id, "user_out", None, FROM_NUMBER, call.to)
@@ -490,13 +494,14 @@ class Simulation:
         for cdr, result in zip(records, results, strict=True):
             if result.status == "charged":
                 assert result.charge is not None
-                if cdr.call_id in seen or (org.id, cdr.call_id) in self.cdr_ids:
+                if cdr.call_id in seen or (org.id, cdr.call_id) in self.cdr_charged:
                     raise AssertionError(f"{cdr.call_id} charged twice")
                 if cdr.to_number in TARIFF and result.charge > _price_bound(
                     cdr.to_number, cdr.duration_seconds
                 ):
                     raise AssertionError(f"{cdr.call_id} charged {result.charge}")
                 self.cdr_ids.append((org.id, cdr.call_id))
+                self.cdr_charged.add((org.id, cdr.call_id))
                 charged += result.charge
             seen.add(cdr.call_id)
         statuses = ",".join(r.status[0] for r in results)
@@ -619,6 +624,7 @@ class Simulation:
         for call in [c for c in self.live if c.org in postpaid]:
             record = self.c.calls.end(call.org, call.call_id, call.used)
             call.ended, call.charge = True, record.charge
+            self.ended.append(call)
             self.live.remove(call)
 
     def _advance(self, target: datetime) -> str:
