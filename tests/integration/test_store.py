@@ -151,3 +151,31 @@ def test_the_job_scheduler_reads_live_rows_only_never_the_history(tmp_path: Path
     assert "ix_lots_live_expires_at" in used[1]
     assert "ix_calls_overage_unbilled_start_time" in used[2]
     assert "ix_sms_messages_overage_unbilled_sent_at" in used[3]
+
+
+def test_an_account_reads_its_live_lots_in_spending_order_never_its_spent_ones(
+    tmp_path: Path,
+) -> None:
+    """Every money movement reads the lots it may spend from, oldest first (R-22). An account
+    recharged every day for years holds thousands of spent lots: the read must come from the
+    partial index of live lots, already in spending order (SQLite's plan: no scan of the
+    organization's lots, no sort)."""
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'plan.db'}")
+    migrate.upgrade(engine)
+    statements: list[str] = []
+
+    def plan(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", plan)
+    with engine.connect() as conn:
+        CreditRepository(conn).lots_with_money("org_x")
+    event.remove(engine, "before_cursor_execute", plan)
+    with engine.connect() as conn:
+        (statement,) = statements
+        rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", ("org_x",)).all()
+    engine.dispose()
+    used = " ".join(str(row[-1]) for row in rows)
+    assert "ix_lots_live_org_id_purchased_at" in used
+    assert "TEMP B-TREE" not in used

@@ -27,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 from commcredits.adapters.clock import Clock
 from commcredits.domain import charging
@@ -68,7 +68,6 @@ from commcredits.store.directory import NumberRepository, UserRepository
 from commcredits.store.usage import CallRepository, PoolRepository, SmsRepository
 
 ZERO = Decimal(0)
-T = TypeVar("T")
 RECHARGE_POLL_SECONDS = 0.05
 """How often a call waiting for a recharge in flight is decided again."""
 POOL_CACHE_SECONDS = 10.0

@@ -225,6 +225,16 @@ Index(
     sqlite_where=LOT_HAS_MONEY,
     postgresql_where=LOT_HAS_MONEY,
 )
+# The lots an account spends from, oldest first: read by every money movement, so it
+# must not walk the organization's spent lots (an account recharged daily has thousands).
+Index(
+    "ix_lots_live_org_id_purchased_at",
+    lots.c.org_id,
+    lots.c.purchased_at,
+    lots.c.id,
+    sqlite_where=LOT_HAS_MONEY,
+    postgresql_where=LOT_HAS_MONEY,
+)
 
 ledger_entries = Table(
     "ledger_entries",
