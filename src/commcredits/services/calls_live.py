@@ -1,8 +1,9 @@
 """The live-call writer: authorize, usage and end of many calls applied as one batch.
 
 The group committer hands this writer every request that queued while the previous batch was
-being written. Per organization in the batch it does the database work once, not once per
-request:
+being written. New calls of the many-organization edge (:class:`Route`) name no organization:
+the owners of all their numbers are found first, in one query. Then, per organization in the
+batch, it does the database work once, not once per request:
 
 * reads: the organization's lock, its row and its credit account (an
   :class:`~commcredits.services.account.AccountSession`), the calls the batch names (one
