@@ -48,7 +48,6 @@ from commcredits.services.calls_live import (
     LiveOp,
     Route,
     Usage,
-    route,
 )
 from commcredits.services.calls_model import (
     CallRequest,
@@ -223,14 +222,6 @@ class Calls:
         org = session.org
         return OrgFacts(org.billing, org.overage_enabled, org.currency, session.available)
 
-    # -- the many-organization edge ----------------------------------------------------------
-
-    def route(self, request: CallRequest) -> tuple[str, CallRequest] | None:
-        """The organization (and user) a call belongs to, found from its numbers: the ``from``
-        number for outbound call types, the ``to`` number for inbound ones. None: unknown."""
-        with self.store.unit_of_work(read_only=True) as uow:
-            return route(uow.conn, [request])[0]
-
     # -- live calls ---------------------------------------------------------------------------
 
     def authorize(self, org_id: str, request: CallRequest) -> CallRecord:
@@ -378,8 +369,8 @@ class Calls:
 
     def authorize_routed_to(self, request: CallRequest, reply: Reply) -> None:
         """:meth:`authorize_to` for whichever organization holds the call's number (see
-        :meth:`route`), found in the writer's batch rather than before it; the record names
-        the organization. A number nobody holds answers
+        :func:`~commcredits.services.calls_live.route`), found in the writer's batch; the
+        record names the organization. A number nobody holds answers
         :class:`~commcredits.services.calls_model.UnknownNumber`."""
         _Decided(self, None, request, reply, time.monotonic() + self.recharge_wait_seconds).ask()
 

@@ -156,7 +156,7 @@ class GroupCommitter(Generic[Op]):
         """
         future: Future[Any] = Future()
         future.set_running_or_notify_cancel()  # queued requests cannot be withdrawn
-        self._put(_Request(op, future))
+        self.send(op, future)
         return future
 
     def send(self, op: Op, reply: Reply) -> None:

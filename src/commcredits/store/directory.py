@@ -66,16 +66,7 @@ _USERS_SKUS = select(user_licenses.c.user_id, user_licenses.c.sku).where(
 )
 
 
-# Built once: the telephony edge finds the owner of a number for every new call.
-_OWNER = (
-    select(phone_numbers.c.org_id, users.c.upn)
-    .select_from(phone_numbers)
-    .outerjoin(
-        users,
-        and_(users.c.org_id == phone_numbers.c.org_id, users.c.id == phone_numbers.c.user_id),
-    )
-    .where(phone_numbers.c.number == bindparam("k_number"))
-)
+# Built once: the telephony edge finds the owners of the numbers of every batch of new calls.
 _OWNERS = (
     select(phone_numbers.c.number, phone_numbers.c.org_id, users.c.upn)
     .select_from(phone_numbers)
@@ -335,14 +326,9 @@ class NumberRepository:
             )
         )
 
-    def owner(self, number: str) -> tuple[str, str | None] | None:
-        """Who holds ``number``, in one query: its organization and the UPN of its user (None
-        for a number of no user); None when nobody does."""
-        row = self.conn.execute(_OWNER, {"k_number": number}).first()
-        return (row.org_id, row.upn) if row else None
-
     def owners(self, numbers: Iterable[str]) -> dict[str, tuple[str, str | None]]:
-        """:meth:`owner` of each number that has one, in one query."""
+        """Who holds each number that somebody holds, in one query: its organization and the
+        UPN of its user (None for a number of no user)."""
         wanted = list(dict.fromkeys(numbers))
         if not wanted:
             return {}
