@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, event, inspect, select, text
+from sqlalchemy import Connection, Engine, event, inspect, select, text
 
 from commcredits.services import overage
 from commcredits.store import migrate, tables
@@ -116,11 +116,9 @@ def test_a_naive_datetime_never_reaches_the_database(database_url: str) -> None:
     engine.dispose()
 
 
-def test_the_job_scheduler_reads_live_rows_only_never_the_history(tmp_path: Path) -> None:
-    """The job runner asks for the next lot expiry, the next expiry warning and the oldest
-    unbilled overage on every pass; each must be answered from a partial index of the live
-    rows, not by walking years of spent lots and billed calls (SQLite's plan, which never
-    falls back to a scan silently)."""
+def _plans(tmp_path: Path, reads: Callable[[Connection], object], parameter: object) -> list[str]:
+    """SQLite's query plan of each SELECT that ``reads`` runs on a migrated database, every
+    placeholder bound to ``parameter``."""
     engine = create_store_engine(f"sqlite:///{tmp_path / 'plan.db'}")
     migrate.upgrade(engine)
     statements: list[str] = []
@@ -131,6 +129,25 @@ def test_the_job_scheduler_reads_live_rows_only_never_the_history(tmp_path: Path
 
     event.listen(engine, "before_cursor_execute", plan)
     with engine.connect() as conn:
+        reads(conn)
+    event.remove(engine, "before_cursor_execute", plan)
+    used = []
+    with engine.connect() as conn:
+        for statement in statements:
+            count = statement.count("?")
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", (parameter,) * count)
+            used.append(" ".join(str(row[-1]) for row in rows))
+    engine.dispose()
+    return used
+
+
+def test_the_job_scheduler_reads_live_rows_only_never_the_history(tmp_path: Path) -> None:
+    """The job runner asks for the next lot expiry, the next expiry warning and the oldest
+    unbilled overage on every pass; each must be answered from a partial index of the live
+    rows, not by walking years of spent lots and billed calls (SQLite's plan, which never
+    falls back to a scan silently)."""
+
+    def reads(conn: Connection) -> None:
         repo = CreditRepository(conn)
         repo.next_expiry()
         repo.next_warning_at(30)
@@ -138,14 +155,8 @@ def test_the_job_scheduler_reads_live_rows_only_never_the_history(tmp_path: Path
         conn.execute(
             select(text("1")).select_from(tables.sms_messages).where(overage._unbilled_sms())
         )
-    event.remove(engine, "before_cursor_execute", plan)
-    used = []
-    with engine.connect() as conn:
-        for statement in statements:
-            count = statement.count("?")
-            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", (30,) * count).all()
-            used.append(" ".join(str(row[-1]) for row in rows))
-    engine.dispose()
+
+    used = _plans(tmp_path, reads, 30)
     assert len(used) == 4
     assert "ix_lots_live_expires_at" in used[0]
     assert "ix_lots_live_expires_at" in used[1]
@@ -160,22 +171,8 @@ def test_an_account_reads_its_live_lots_in_spending_order_never_its_spent_ones(
     recharged every day for years holds thousands of spent lots: the read must come from the
     partial index of live lots, already in spending order (SQLite's plan: no scan of the
     organization's lots, no sort)."""
-    engine = create_store_engine(f"sqlite:///{tmp_path / 'plan.db'}")
-    migrate.upgrade(engine)
-    statements: list[str] = []
-
-    def plan(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", plan)
-    with engine.connect() as conn:
-        CreditRepository(conn).lots_with_money("org_x")
-    event.remove(engine, "before_cursor_execute", plan)
-    with engine.connect() as conn:
-        (statement,) = statements
-        rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", ("org_x",)).all()
-    engine.dispose()
-    used = " ".join(str(row[-1]) for row in rows)
+    (used,) = _plans(
+        tmp_path, lambda conn: CreditRepository(conn).lots_with_money("org_x"), "org_x"
+    )
     assert "ix_lots_live_org_id_purchased_at" in used
     assert "TEMP B-TREE" not in used
