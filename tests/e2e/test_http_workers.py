@@ -117,6 +117,19 @@ def test_serve_starts_the_workers_it_is_asked_for(served: Served) -> None:
     assert len(set(re.findall(r"Started server process \[(\d+)\]", output))) == 2
 
 
+def test_each_worker_sets_its_start_up_heap_aside_from_the_garbage_collector(
+    served: Served,
+) -> None:
+    # Full collections walking the start-up heap stopped a worker for about 100 ms at a time
+    # under load (docs/performance.md); a frozen heap is no longer walked.
+    frozen = re.findall(
+        r"start-up heap set aside from garbage collection: (\d+) objects",
+        served.output.read_text(),
+    )
+    assert len(frozen) == 2
+    assert all(int(count) > 10_000 for count in frozen)
+
+
 def test_two_workers_authorize_concurrent_calls_without_errors_or_overdraft(
     served: Served, tmp_path: Path
 ) -> None:

@@ -140,7 +140,9 @@ def serve(
     }
     try:
         if workers == 1:
-            uvicorn.run(create_app(container), **options)
+            application = create_app(container)
+            application.on_startup.append(settle_heap)
+            uvicorn.run(application, **options)
         else:
             # Each worker builds its own container from the same settings: the command line's
             # choices reach it through the environment, which wins over the settings file.
@@ -172,8 +174,29 @@ def worker_app() -> Any:
     logs.configure(settings.log_level)
     container = build(settings, upgrade=False)
     application = create_app(container)
+    application.on_startup.append(settle_heap)
     application.on_shutdown.append(container.close)
     return application
+
+
+def settle_heap() -> None:
+    """Set what a serving process built before its first request (modules, the application,
+    its container and caches) aside from the garbage collector, once collected.
+
+    A full collection walks every object the collector tracks. A worker holds about 170,000
+    from start-up, none of them ever garbage, and walking them stopped the worker for about
+    100 ms several times a minute under load: every request in flight waited, and the call-
+    control p99 was four to five times its median (docs/performance.md). Frozen, they are no
+    longer walked; what requests leave behind is collected as before.
+    """
+    import gc
+    import logging
+
+    gc.collect()
+    gc.freeze()
+    logging.getLogger("commcredits.serve").info(
+        "start-up heap set aside from garbage collection: %d objects", gc.get_freeze_count()
+    )
 
 
 @db_app.command("upgrade")
