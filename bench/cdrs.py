@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
@@ -52,7 +51,7 @@ from commcredits.services.credits import NewOrder
 from commcredits.services.orgs import NewOrganization
 from commcredits.services.verify import verify_ledger
 from commcredits.settings import Settings
-from commcredits.store.database import SQLITE_CACHE_KIB
+from commcredits.store.database import create_store_engine
 from commcredits.store.tables import (
     user_licenses,
     users,
@@ -222,23 +221,19 @@ FLOOR_SQL = (
 
 def _expiry_floor(database: Path, now: str) -> float:
     """Seconds :data:`FLOOR_SQL` takes on ``database`` with the store's settings, committed."""
-    connection = sqlite3.connect(database, isolation_level=None)
+    engine = create_store_engine(f"sqlite:///{database}")
+    connection = engine.raw_connection()  # the store's pragmas; transactions left to us
     try:
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=FULL",
-            "foreign_keys=ON",
-            f"cache_size=-{SQLITE_CACHE_KIB}",
-        ):
-            connection.execute(f"PRAGMA {pragma}")
+        cursor = connection.cursor()
         began = time.perf_counter()
-        connection.execute("BEGIN IMMEDIATE")
+        cursor.execute("BEGIN IMMEDIATE")
         for statement in FLOOR_SQL:
-            connection.execute(statement, {"now": now})
-        connection.execute("COMMIT")
+            cursor.execute(statement, {"now": now})
+        cursor.execute("COMMIT")
         return time.perf_counter() - began
     finally:
         connection.close()
+        engine.dispose()
 
 
 def _expiry_figure(
