@@ -110,7 +110,6 @@ def serve(
     import uvicorn
 
     from commcredits import logs
-    from commcredits.api.app import create_app
 
     overrides = {"database_url": database_url, "clock": clock, "host": host, "port": port}
     settings = _settings(**overrides)
@@ -140,9 +139,7 @@ def serve(
     }
     try:
         if workers == 1:
-            application = create_app(container)
-            application.on_startup.append(settle_heap)
-            uvicorn.run(application, **options)
+            uvicorn.run(serving_app(container), **options)
         else:
             # Each worker builds its own container from the same settings: the command line's
             # choices reach it through the environment, which wins over the settings file.
@@ -168,14 +165,22 @@ def worker_app() -> Any:
     """The HTTP application of one ``serve --workers`` process, with its own container (its own
     connections and call-control writer); the database is already migrated by ``serve``."""
     from commcredits import logs
-    from commcredits.api.app import create_app
 
     settings = Settings()
     logs.configure(settings.log_level)
     container = build(settings, upgrade=False)
+    application = serving_app(container)
+    application.on_shutdown.append(container.close)
+    return application
+
+
+def serving_app(container: Container) -> Any:
+    """The HTTP application a serving process runs, whatever the number of workers: the API,
+    and its start-up heap set aside once it has started (:func:`settle_heap`)."""
+    from commcredits.api.app import create_app
+
     application = create_app(container)
     application.on_startup.append(settle_heap)
-    application.on_shutdown.append(container.close)
     return application
 
 
