@@ -1,12 +1,13 @@
 """Many calls at once through Kamailio: no SIP worker waits for commcredits, every answered
-call is ended exactly once, a call is refused at once when nothing is free to ask
-commcredits, and emergency calls are relayed before commcredits is asked."""
+call is ended exactly once, a new call waits a short while for a process free to ask
+commcredits and is refused when none frees in time, and emergency calls are relayed before
+commcredits is asked."""
 
 from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -88,39 +89,73 @@ def silent_commcredits() -> Iterator[str]:
 @pytest.fixture
 def one_process_to_ask(
     tmp_path: Path, commcredits: Commcredits, carrier: int, silent_commcredits: str
-) -> Iterator[Kamailio]:
-    """Kamailio with a single process to ask commcredits, pointed at one that hangs."""
-    folder = tmp_path / "kamailio-busy"
-    folder.mkdir()
-    started = start_kamailio(
-        folder,
-        commcredits,
-        carrier,
-        ASK_WORKERS="1",
-        COMMCREDITS_TIMEOUT="4",
-        COMMCREDITS_URL=f'"{silent_commcredits}"',
-    )
-    yield started
-    stop_kamailio(started)
+) -> Iterator[Callable[..., Kamailio]]:
+    """Kamailio with a single process to ask commcredits, pointed at one that hangs, with
+    the settings given."""
+    started: list[Kamailio] = []
+
+    def start(**settings: str) -> Kamailio:
+        folder = tmp_path / "kamailio-busy"
+        folder.mkdir()
+        kamailio = start_kamailio(
+            folder,
+            commcredits,
+            carrier,
+            ASK_WORKERS="1",
+            COMMCREDITS_URL=f'"{silent_commcredits}"',
+            **settings,
+        )
+        started.append(kamailio)
+        return kamailio
+
+    yield start
+    for kamailio in started:
+        stop_kamailio(kamailio)
 
 
-def test_a_call_finding_every_process_busy_is_refused_with_503_commcredits_busy(
-    one_process_to_ask: Kamailio, tmp_path: Path
+def test_a_call_finding_every_process_busy_past_its_wait_is_refused_with_503_commcredits_busy(
+    one_process_to_ask: Callable[..., Kamailio], tmp_path: Path
 ) -> None:
-    phones = Phones(one_process_to_ask, tmp_path / "phones")
+    kamailio = one_process_to_ask(COMMCREDITS_TIMEOUT="4", ASK_WAIT_MS="500")
+    phones = Phones(kamailio, tmp_path / "phones")
     phones.folder.mkdir()
     try:
         # The first call takes the only process, which waits for commcredits until its timeout.
-        waiting = phones.start([("+14255550100", LONDON)], refused_with=503, timeout=30)
+        first = phones.start([("+14255550100", LONDON)], refused_with=503, timeout=30)
         time.sleep(1.0)
-        # The next one finds no process free: refused at once, not queued behind the first.
+        # The next one finds no process free, waits 500 ms for one and is refused busy, long
+        # before the first call's question times out.
         busy = phones.start([("+14255550101", LONDON)], refused_with=503, timeout=30)
         done = busy.wait()
         assert done.returncode == 0, done.stdout + busy.logs()
         assert "reason=commcredits_busy" in busy.logs()
-        done = waiting.wait()
-        assert done.returncode == 0, done.stdout + waiting.logs()
-        assert "reason=commcredits_unreachable" in waiting.logs()
+        assert first.process.poll() is None, "refused only after the first call's timeout"
+        done = first.wait()
+        assert done.returncode == 0, done.stdout + first.logs()
+        assert "reason=commcredits_unreachable" in first.logs()
     finally:
         phones.stop()
-    assert "every process asking commcredits is busy" in one_process_to_ask.log()
+    assert "every process asking commcredits busy for 500 ms" in kamailio.log()
+
+
+def test_a_call_finding_every_process_busy_waits_for_one_and_is_asked(
+    one_process_to_ask: Callable[..., Kamailio], tmp_path: Path
+) -> None:
+    # Each question ends after 1 s (commcredits hangs); the second call may wait 3 s.
+    kamailio = one_process_to_ask(COMMCREDITS_TIMEOUT="1", ASK_WAIT_MS="3000")
+    phones = Phones(kamailio, tmp_path / "phones")
+    phones.folder.mkdir()
+    try:
+        first = phones.start([("+14255550100", LONDON)], refused_with=503, timeout=30)
+        time.sleep(0.3)
+        waiting = phones.start([("+14255550101", LONDON)], refused_with=503, timeout=30)
+        for run in (first, waiting):
+            done = run.wait()
+            assert done.returncode == 0, done.stdout + run.logs()
+        # Asked once the first call's question ended, not refused busy: its answer is the
+        # one commcredits' silence gives.
+        assert "reason=commcredits_unreachable" in waiting.logs()
+        assert "reason=commcredits_busy" not in waiting.logs()
+    finally:
+        phones.stop()
+    assert "waited for a process to ask commcredits" in kamailio.log()
