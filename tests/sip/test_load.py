@@ -129,7 +129,7 @@ def test_a_call_finding_every_process_busy_past_its_wait_is_refused_with_503_com
         done = busy.wait()
         assert done.returncode == 0, done.stdout + busy.logs()
         assert "reason=commcredits_busy" in busy.logs()
-        assert first.process.poll() is None, "refused only after the first call's timeout"
+        assert first.process.poll() is None, "refused busy only once the first question timed out"
         done = first.wait()
         assert done.returncode == 0, done.stdout + first.logs()
         assert "reason=commcredits_unreachable" in first.logs()
