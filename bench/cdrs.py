@@ -40,6 +40,7 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from bench.bare import bare_connection
 from bench.report import Figure
 from commcredits.app import Container, build
 from commcredits.domain.ids import new_id
@@ -51,7 +52,6 @@ from commcredits.services.credits import NewOrder
 from commcredits.services.orgs import NewOrganization
 from commcredits.services.verify import verify_ledger
 from commcredits.settings import Settings
-from commcredits.store.database import create_store_engine
 from commcredits.store.tables import (
     user_licenses,
     users,
@@ -221,19 +221,13 @@ FLOOR_SQL = (
 
 def _expiry_floor(database: Path, now: str) -> float:
     """Seconds :data:`FLOOR_SQL` takes on ``database`` with the store's settings, committed."""
-    engine = create_store_engine(f"sqlite:///{database}")
-    connection = engine.raw_connection()  # the store's pragmas; transactions left to us
-    try:
-        cursor = connection.cursor()
+    with bare_connection(database) as cursor:
         began = time.perf_counter()
         cursor.execute("BEGIN IMMEDIATE")
         for statement in FLOOR_SQL:
             cursor.execute(statement, {"now": now})
         cursor.execute("COMMIT")
         return time.perf_counter() - began
-    finally:
-        connection.close()
-        engine.dispose()
 
 
 def _expiry_figure(

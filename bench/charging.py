@@ -36,6 +36,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from bench.bare import bare_connection
 from bench.report import Figure
 from commcredits.app import Container, build
 from commcredits.services.calls import CallRequest, CdrRecord
@@ -158,10 +159,7 @@ def _ceiling(folder: Path, cycles: int, batch: int) -> float:
     cycle (the reservation of its authorize and the settlement of its end), each its own
     statement, ``batch`` of them to a durable commit, through the bare driver on a connection
     with the store's own settings (WAL, synchronous=FULL): no Python but the loop."""
-    engine = create_store_engine(f"sqlite:///{folder / 'ceiling.db'}")
-    connection = engine.raw_connection()  # the store's pragmas; transactions left to us
-    try:
-        cursor = connection.cursor()
+    with bare_connection(folder / "ceiling.db") as cursor:
         cursor.execute("CREATE TABLE balance (id INTEGER PRIMARY KEY, micros BIGINT)")
         cursor.execute("INSERT INTO balance VALUES (1, 1000000000000000)")
         updates = 2 * cycles
@@ -171,11 +169,7 @@ def _ceiling(folder: Path, cycles: int, batch: int) -> float:
             for _ in range(min(batch, updates - start)):
                 cursor.execute(CONDITIONAL_UPDATE)
             cursor.execute("COMMIT")
-        rate = cycles / (time.perf_counter() - began)
-    finally:
-        connection.close()
-        engine.dispose()
-    return rate
+        return cycles / (time.perf_counter() - began)
 
 
 def _plain_insert(folder: Path, count: int) -> float:
